@@ -1,0 +1,1 @@
+"""soar: self-improving evolutionary program synthesis for ARC-AGI."""

@@ -1,0 +1,116 @@
+"""Append-only, crash-safe program archive: a directory of parquet part files.
+
+`<run_dir>/programs.parquet/` holds `part-000000.parquet`, `part-000001.parquet`, ... Each `append`
+writes one part to a hidden temp name, fsyncs it and `os.replace`s it into place, so a batch is
+either fully visible or absent; a run killed mid-write leaves only a hidden temp file, which readers
+skip and the next `ProgramArchive` removes. Resume: skip programs whose id is in `program_ids()`.
+One writer per archive (parallel workers write their own archives, or go through one writer).
+
+The directory reads as one dataset elsewhere too: `pyarrow.dataset.dataset(path)` and
+`pandas.read_parquet(path)` (both skip names starting with "."; both take the first part's schema,
+so pass `schema=` to see extra columns added later, or use `read()`), and duckdb's
+`read_parquet('programs.parquet/*.parquet', union_by_name=true)`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from soar.archive.schema import ARCHIVE_COLUMNS, ARCHIVE_SCHEMA
+
+_PART = "part-{:06d}.parquet"
+_TMP_SUFFIX = ".tmp"
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Rows as a table: archive columns with their fixed types, then extra columns (inferred types)."""
+    missing = [c for c in ARCHIVE_COLUMNS if any(c not in r for r in rows)]
+    if missing:
+        raise ValueError(f"rows lack archive column(s): {missing}")
+    extra = list(dict.fromkeys(k for r in rows for k in r if k not in ARCHIVE_SCHEMA.names))
+    arrays = [pa.array([r[f.name] for r in rows], type=f.type) for f in ARCHIVE_SCHEMA]
+    arrays += [pa.array([r.get(k) for r in rows]) for k in extra]
+    fields = list(ARCHIVE_SCHEMA) + [pa.field(k, a.type) for k, a in zip(extra, arrays[len(ARCHIVE_SCHEMA):])]
+    nulls = [f.name for f, a in zip(ARCHIVE_SCHEMA, arrays) if not f.nullable and a.null_count]
+    if nulls:
+        raise ValueError(f"null values in non-nullable archive column(s): {nulls}")
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def concat_parts(files: Sequence[Path], columns: Sequence[str] | None, empty: pa.Schema) -> pa.Table:
+    """Concatenate parquet files, promoting schemas (a column absent from a part reads as nulls)."""
+    schemas = [pq.read_schema(f) for f in files]
+    if columns is not None:
+        known = {n for s in schemas for n in s.names} | set(empty.names)
+        unknown = [c for c in columns if c not in known]
+        if unknown:
+            raise ValueError(f"unknown column(s) {unknown}; available: {sorted(known)}")
+    tables = [
+        pq.read_table(f, columns=None if columns is None else [c for c in columns if c in s.names])
+        for f, s in zip(files, schemas)
+    ]
+    if not tables:
+        fields = [f for f in empty if columns is None or f.name in columns]
+        return pa.schema(fields).empty_table()
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if columns is not None:  # parts lacking a requested column: add it as nulls, keep the requested order
+        for c in columns:
+            if c not in table.column_names:
+                f = empty.field(c) if c in empty.names else pa.field(c, pa.null())
+                table = table.append_column(f.name, pa.nulls(len(table), f.type))
+        table = table.select(list(columns))
+    return table
+
+
+def _index(part: Path) -> int:
+    return int(part.stem.split("-")[1])
+
+
+class ProgramArchive:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        for tmp in self.path.glob(f".*{_TMP_SUFFIX}"):  # leftovers of a write killed before os.replace
+            tmp.unlink()
+
+    def parts(self) -> list[Path]:
+        """Committed part files, in append order (numeric, so part-1000000 follows part-999999)."""
+        return sorted(self.path.glob("part-*.parquet"), key=_index)
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Write `rows` as one new part, atomically. An empty batch writes nothing."""
+        if not rows:
+            return
+        table = rows_to_table(rows)
+        parts = self.parts()
+        index = _index(parts[-1]) + 1 if parts else 0
+        final = self.path / _PART.format(index)
+        tmp = self.path / f".{final.name}{_TMP_SUFFIX}"
+        try:
+            with open(tmp, "wb") as f:
+                pq.write_table(table, f, compression="zstd")
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, final)
+        dir_fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+
+    def read(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """All rows, in append order; extra columns missing from some parts read as nulls."""
+        return concat_parts(self.parts(), columns, ARCHIVE_SCHEMA)
+
+    def program_ids(self) -> set[str]:
+        return set(self.read(["program_id"]).column("program_id").to_pylist())
+
+    def __len__(self) -> int:
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.parts())

@@ -1,0 +1,78 @@
+"""A search run: programs from the configured model, executed, scored, archived, summarised."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+from omegaconf import DictConfig
+from rich.console import Console
+
+from soar.archive import ProgramArchive
+from soar.data import load_split, select_tasks
+from soar.scoring import VOTE_METHODS, summarize
+from soar.search.llm import run_llm
+from soar.search.replay import run_replay
+from soar.search.results import per_task_rows, summary_table, task_results, write_json
+from soar.search.rex import SELECTORS
+from soar.tracking import tracking
+
+RUNNERS = {"replay": run_replay, "vllm": run_llm, "hf": run_llm}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail before any work on values that would only break later."""
+    if cfg.model.engine not in RUNNERS:
+        raise ValueError(f"model.engine={cfg.model.engine!r}: allowed: {', '.join(RUNNERS)}")
+    if cfg.scoring.vote not in VOTE_METHODS:
+        raise ValueError(f"scoring.vote={cfg.scoring.vote!r}: allowed: {', '.join(VOTE_METHODS)}")
+    if cfg.scoring.attempts < 1:
+        raise ValueError(f"scoring.attempts={cfg.scoring.attempts}: must be >= 1")
+    if cfg.execution.batch_size < 1:
+        raise ValueError(f"execution.batch_size={cfg.execution.batch_size}: must be >= 1")
+    if cfg.search.refine.selector not in SELECTORS:
+        raise ValueError(f"search.refine.selector={cfg.search.refine.selector!r}: allowed: {', '.join(SELECTORS)}")
+    for phase in ("sample", "refine"):
+        for key in ("budget", "n", "max_tokens"):
+            if cfg.search[phase][key] < (0 if key == "budget" else 1):
+                raise ValueError(f"search.{phase}.{key}={cfg.search[phase][key]}: must be positive")
+    if cfg.search.refine.islands < 1:
+        raise ValueError(f"search.refine.islands={cfg.search.refine.islands}: must be >= 1")
+
+
+def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run the search job described by `cfg` in `run_dir`; returns the metrics also written to metrics.json."""
+    check_config(cfg)
+    data = cfg.data
+    split = load_split(data.dataset, data.split, data.path)
+    tasks = {t.id: t for t in select_tasks(split, data.tasks, data.limit)}
+    archive = ProgramArchive(run_dir / "programs.parquet")
+    with tracking(cfg, "search", run_dir) as tracker:
+        throughput = RUNNERS[cfg.model.engine](cfg, split, tasks, archive, tracker)
+        table = archive.read()
+        if cfg.model.engine == "replay":  # the file decides which tasks are evaluated
+            tasks = {tid: tasks[tid] for tid in dict.fromkeys(table.column("task_id").to_pylist())}
+        results = task_results(table, tasks, cfg.scoring)
+        metrics = {**summarize(results), **throughput}
+        if cfg.model.engine != "replay":  # the paper's sample-only vs sample+refine comparison
+            samples = table.filter(pc.equal(table.column("kind"), "sample"))
+            metrics["sample_only"] = summarize(task_results(samples, tasks, cfg.scoring))
+        write_json(run_dir / "metrics.json", metrics)
+        write_json(run_dir / "tasks.json", {r.task_id: {k: v for k, v in vars(r).items() if k != "attempts"}
+                                            for r in results})
+        tracker.summary(flatten(metrics, "search"))
+        tracker.table("search/tasks", *per_task_rows(results))
+        tracker.artifact(f"programs-{run_dir.name}", "archive", run_dir / "programs.parquet")
+    Console().print(summary_table(results, metrics))
+    return metrics
+
+
+def flatten(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """{"a": 1, "b": {"c": 2}} -> {"prefix/a": 1, "prefix/b/c": 2}"""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}/{k}"))
+        else:
+            out[f"{prefix}/{k}"] = v
+    return out

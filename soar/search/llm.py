@@ -1,0 +1,69 @@
+"""model.engine=vllm|hf: sample, then refine, with the configured LLM; generation and execution overlap."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+
+from soar.archive import ProgramArchive
+from soar.data import Task
+from soar.engines import Sampling, build_engine
+from soar.engines.base import Metered
+from soar.execution import Executor
+from soar.search.fewshot import FewshotPool
+from soar.search.pipeline import Evaluator
+from soar.search.refine import run_refinement
+from soar.search.sample import run_sampling
+from soar.search.state import SearchState
+from soar.tracking import Tracker
+
+
+def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], archive: ProgramArchive,
+            tracker: Tracker) -> dict[str, Any]:
+    """Run both phases into `archive` (resuming from what it holds); returns throughput figures."""
+    s, ex = cfg.search, cfg.execution
+    use_test = cfg.data.split == "training" and all(t.test_outputs is not None for t in tasks.values())
+    state = SearchState()
+    state.update(archive.read(["task_id", "kind", "train_acc", "correct_test_input"]).to_pylist())
+
+    with Executor(workers=ex.workers, timeout_s=ex.timeout_s, memory_mb=ex.memory_mb, chunk_size=ex.chunk_size,
+                  isolate=ex.isolate) as executor:
+        fewshot = FewshotPool.from_file(Path(to_absolute_path(s.fewshot)), executor)
+        engine = Metered(build_engine(cfg.model, Sampling(temperature=s.temperature, min_p=s.min_p, seed=cfg.seed)))
+        evaluator = Evaluator(executor, tasks, archive, iteration=cfg.iteration, model=cfg.model.name)
+
+        def on_rows(kind: str, rows: list[dict[str, Any]]) -> None:
+            state.update(rows)
+            tracker.log({**state.curve_point(), "search/phase": 0 if kind == "sample" else 1})
+            if use_test:  # on the training split, solutions found now become few-shot examples (spec §2.3)
+                for r in rows:
+                    if r["train_acc"] == 1.0 and r["correct_test_input"] and all(r["correct_test_input"]):
+                        fewshot.add(tasks[r["task_id"]], r["code"])
+
+        evaluator.listeners.append(on_rows)
+        start = time.perf_counter()
+        try:
+            skipped = run_sampling(cfg, tasks, engine, evaluator, state, fewshot)
+            evaluator.drain()
+            sample_s = time.perf_counter() - start
+            skipped += run_refinement(cfg, tasks, archive.read().to_pylist(), engine, evaluator, state,
+                                      use_test=use_test)
+            evaluator.drain()
+        finally:
+            evaluator.close()
+            engine.close()
+        wall = time.perf_counter() - start
+    return {
+        "n_prompts_skipped": skipped,
+        "n_programs_generated": engine.completions,
+        "tokens_generated": engine.tokens,
+        "tokens_per_s": engine.tokens / engine.seconds if engine.seconds else None,
+        "programs_per_s": engine.completions / wall,
+        "generation_s": engine.seconds,
+        "execution_s": evaluator.busy_s,
+        "sample_s": sample_s,
+        "wall_s": wall,
+    }

@@ -1,0 +1,52 @@
+"""model=replay: evaluate every program of a file, batch by batch, into the run's archive (resumable)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from soar.archive import ProgramArchive
+from soar.data import Task
+from soar.engines.replay import load_replay_programs
+from soar.execution import Executor
+from soar.search.evaluate import evaluate
+from soar.tracking import Tracker
+
+
+def run_replay(
+    cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], archive: ProgramArchive, tracker: Tracker
+) -> dict[str, Any]:
+    """Execute the file's programs for `tasks` not yet in `archive`; returns throughput figures for the metrics.
+    Without data.tasks / data.limit, `tasks` is the whole split and the file decides which tasks are run."""
+    path = Path(to_absolute_path(cfg.model.programs))
+    if not path.exists():
+        raise FileNotFoundError(f"model.programs={cfg.model.programs}: no such file ({path})")
+    table = load_replay_programs(path, split, set(tasks))
+    done = archive.program_ids()
+    todo = [p for p in table.to_pylist() if p["program_id"] not in done]
+    ex_cfg = cfg.execution
+    executed, seconds = 0, 0.0
+    with (
+        Executor(workers=ex_cfg.workers, timeout_s=ex_cfg.timeout_s, memory_mb=ex_cfg.memory_mb,
+                 chunk_size=ex_cfg.chunk_size, isolate=ex_cfg.isolate) as executor,
+        tqdm(total=table.num_rows, initial=table.num_rows - len(todo), desc="replay", unit="prog") as bar,
+    ):
+        for start in range(0, len(todo), ex_cfg.batch_size):
+            batch = todo[start : start + ex_cfg.batch_size]
+            t0 = time.perf_counter()
+            rows = evaluate(executor, tasks, batch, kind="replay", iteration=cfg.iteration,
+                            model=cfg.model.name, progress=bar.update)
+            seconds += time.perf_counter() - t0
+            archive.append(rows)
+            executed += len(rows)
+            tracker.log({"search/programs_done": bar.n, "search/exec_programs_per_s": executed / seconds})
+    return {
+        "n_programs_in_file": table.num_rows,
+        "n_programs_executed": executed,
+        "n_programs_resumed": table.num_rows - len(todo),
+        "exec_programs_per_s": executed / seconds if seconds else None,
+    }

