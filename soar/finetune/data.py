@@ -1,0 +1,261 @@
+"""Chat examples -> token ids with response-only labels, and length-grouped batches.
+
+Tokenisation mirrors inference: the prompt is the chat template applied to the messages with the generation
+prompt (what vLLM sees), tokenised on its own; the target is the assistant response followed by the
+template's end-of-turn marker, as tokenised right after the prompt. Labels are -100 over the prompt (system, user and the
+assistant header) and equal the input ids over the response and end-of-turn marker, which the model must learn
+in order to stop. Whatever the template puts after the end-of-turn token (e.g. Qwen's "\n") is not used.
+An example longer than `max_seq_len` is dropped and counted, never truncated.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+IGNORE = -100
+
+
+class ChatLike(Protocol):
+    messages: list[dict[str, str]]
+    response: str
+
+
+@dataclass
+class ChatExample:
+    """A finetuning example as stored in examples.jsonl (hindsight's Example has the same fields)."""
+
+    messages: list[dict[str, str]]
+    response: str
+    task_id: str = ""
+    kind: str = ""
+    program_id: str = ""
+
+
+def write_examples(path: Path, examples: Sequence[ChatLike]) -> None:
+    """One JSON object per line; written to a temp file and renamed, so a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w") as f:
+        for ex in examples:
+            row = {k: getattr(ex, k, "") for k in ("task_id", "kind", "program_id")}
+            row |= {"messages": list(ex.messages), "response": ex.response}
+            f.write(json.dumps(row) + "\n")
+    tmp.replace(path)
+
+
+def read_examples(path: Path) -> list[ChatExample]:
+    with path.open() as f:
+        return [ChatExample(**json.loads(line)) for line in f if line.strip()]
+
+
+@dataclass
+class Tokenized:
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+    kept: list[int]                 # index in the input sequence of each kept example
+    n_dropped: int                  # longer than max_seq_len
+    dropped_lengths: list[int] = field(default_factory=list)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+
+def _special_strings(tokenizer: Any) -> list[str]:
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    specials = {t.content for t in added.values() if getattr(t, "special", False)}
+    specials |= set(getattr(tokenizer, "all_special_tokens", []) or [])
+    return sorted((s for s in specials if s), key=len, reverse=True)
+
+
+def split_chat(tokenizer: Any, messages: Sequence[dict[str, str]], response: str) -> tuple[str, str]:
+    """(prompt text, target text): target = response + the end-of-turn marker that closes it.
+
+    The prompt text is the template with the generation prompt plus anything the template inserts between the
+    assistant header and the content; the end-of-turn marker is the template's text after the response up to and
+    including its first special token (the whole tail if it has none)."""
+    msgs = list(messages)
+    if msgs and msgs[-1].get("role") == "assistant":
+        raise ValueError("example messages must not contain the assistant turn; it is `response`")
+    prompt = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": response}], tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("chat template: the conversation with the response does not start with the generation prompt")
+    rest = full[len(prompt):]
+    at = rest.find(response)
+    if at < 0:
+        raise ValueError("chat template: the rendered assistant turn does not contain the response verbatim")
+    prompt += rest[:at]
+    tail = rest[at + len(response):]
+    hits = [(tail.find(s), -len(s)) for s in _special_strings(tokenizer) if s in tail]
+    end = len(tail)
+    if hits:  # through the first special token (the longest one if several start there)
+        start, minus_len = min(hits)
+        end = start - minus_len
+    return prompt, response + tail[:end]
+
+
+def tokenize_examples(tokenizer: Any, examples: Sequence[ChatLike], max_seq_len: int) -> Tokenized:
+    """Tokenise every example; labels -100 over the prompt; drop (and count) examples over max_seq_len tokens."""
+    pairs = [split_chat(tokenizer, ex.messages, ex.response) for ex in examples]
+    prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]
+    if not examples:
+        return Tokenized([], [], [], 0)
+    enc_p = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    enc_f = tokenizer([p + t for p, t in zip(prompts, targets)], add_special_tokens=False)["input_ids"]
+    out = Tokenized([], [], [], 0)
+    for i, (p, f) in enumerate(zip(enc_p, enc_f)):
+        if list(f[:len(p)]) == list(p):
+            t = f[len(p):]  # the response as tokenised in context (no spurious sentencepiece prefix space)
+        else:  # a token merged across the boundary: keep the prompt as at inference, tokenise the target alone
+            t = tokenizer(targets[i], add_special_tokens=False)["input_ids"]
+        n = len(p) + len(t)
+        if n > max_seq_len:
+            out.n_dropped += 1
+            out.dropped_lengths.append(n)
+            continue
+        out.input_ids.append(list(p) + list(t))
+        out.labels.append([IGNORE] * len(p) + list(t))
+        out.kept.append(i)
+    return out
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    """Item i -> (input ids, labels); item (i, step_tokens) -> (input ids, labels, step_tokens) (see StepTokens)."""
+
+    def __init__(self, data: Tokenized) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data.input_ids)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple:
+        if isinstance(key, tuple):
+            i, step_tokens = key
+            return self.data.input_ids[i], self.data.labels[i], step_tokens
+        return self.data.input_ids[key], self.data.labels[key]
+
+
+class Collator:
+    """Right-pads a batch to its own longest example (pad id, label -100, attention mask 0)."""
+
+    def __init__(self, pad_id: int, pad_to: int | None = None) -> None:
+        self.pad_id = pad_id
+        self.pad_to = pad_to  # fixed length (the benchmark's padded baseline); None = the batch max
+
+    def __call__(self, items: Sequence[tuple]) -> dict[str, torch.Tensor]:
+        width = self.pad_to or max(len(item[0]) for item in items)
+        ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, (x, y, *_) in enumerate(items):
+            ids[row, : len(x)] = torch.tensor(x)
+            labels[row, : len(y)] = torch.tensor(y)
+            mask[row, : len(x)] = 1
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        if len(items[0]) == 3:
+            batch["step_tokens"] = torch.tensor(items[0][2], dtype=torch.long)
+        return batch
+
+
+class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
+    """Micro-batches of similar-length examples, in random order; a new seeded arrangement each epoch.
+
+    Per epoch: shuffle all examples (seed + epoch), cut them into windows of `batch_size * group_size`, sort
+    each window by length, cut it into micro-batches, then shuffle the micro-batches. `group_size=None` sorts
+    the whole set at once (least padding; ties still broken at random). Every example appears exactly once per
+    epoch over all ranks. With several ranks, rank r takes micro-batches r, r+W, ...; the epoch is cut to a
+    multiple of W micro-batches by repeating the first ones, so ranks step together.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, group_size: int | None = 64, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be >= 1")
+        if group_size is not None and group_size < 1:
+            raise ValueError(f"group_size={group_size}: must be >= 1 or null")
+        self.lengths = list(lengths)
+        self.batch_size, self.group_size, self.seed = batch_size, group_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at the start of every epoch
+        self.epoch = epoch
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """All micro-batches of `epoch` over all ranks, in training order."""
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        window = len(order) if self.group_size is None else self.batch_size * self.group_size
+        batches: list[list[int]] = []
+        for start in range(0, len(order), max(window, 1)):
+            chunk = sorted(order[start:start + window], key=self.lengths.__getitem__)  # stable: ties stay shuffled
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        rng.shuffle(batches)
+        if self.world_size > 1 and batches:
+            short = -len(batches) % self.world_size
+            batches += batches[:short]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.epoch_batches(self.epoch)[self.rank::self.world_size]
+
+    def __len__(self) -> int:
+        n = math.ceil(len(self.lengths) / self.batch_size) if self.group_size is None else sum(
+            math.ceil(min(self.batch_size * self.group_size, len(self.lengths) - s) / self.batch_size)
+            for s in range(0, len(self.lengths), self.batch_size * self.group_size))
+        return math.ceil(n / self.world_size)
+
+
+class RandomBatches(LengthGroupedBatches):
+    """The unbucketed baseline: random order, consecutive examples batched (what a plain shuffled DataLoader does)."""
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+
+class StepTokens(torch.utils.data.Sampler[list[tuple[int, int]]]):
+    """Tags every index of a micro-batch with the number of labelled tokens in its optimizer step.
+
+    An optimizer step accumulates `accumulate` consecutive micro-batches (the last step of an epoch may have fewer,
+    as in Lightning). Dividing each micro-batch's summed token loss by that count makes the step's gradient the
+    mean over all response tokens of the step, whatever the micro-batch sizes and lengths (the token-weighted
+    objective of HF Trainer >= 4.46, which TRL's SFTTrainer used by SOAR relies on)."""
+
+    def __init__(self, batches: LengthGroupedBatches, n_labels: Sequence[int], accumulate: int) -> None:
+        self.batches, self.n_labels, self.accumulate = batches, list(n_labels), accumulate
+        self.sampler = batches  # Lightning calls dataloader.batch_sampler.sampler.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        mine = list(self.batches)
+        for start in range(0, len(mine), self.accumulate):
+            step = mine[start:start + self.accumulate]
+            total = sum(self.n_labels[i] for b in step for i in b)
+            for b in step:
+                yield [(i, total) for i in b]
+
+
+def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int], pad_to: int | None = None) -> float:
+    """Fraction of the padded token slots that are padding."""
+    real = sum(lengths[i] for b in batches for i in b)
+    slots = sum(len(b) * (pad_to or max(lengths[i] for i in b)) for b in batches)
+    return 1.0 - real / slots if slots else 0.0

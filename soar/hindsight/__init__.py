@@ -1,0 +1,44 @@
+"""Hindsight learning data: filters (spec §7.2), relabelling and dedup (§7.1, §7.3-7.4), data selection (§8, §10)
+and fine-tuning examples (§9.2). Entry point: `build_examples(archive_table, tasks, cfg, seed)`."""
+from soar.hindsight.examples import MODES, Example, build_examples, fence, find_parent, refine_example, sample_example
+from soar.hindsight.filters import FILTERS, grid_distance, keep_program, mean_pairwise_distance, valid_grid
+from soar.hindsight.relabel import dedup_by_code, dedup_by_output, output_key, relabel
+from soar.hindsight.select import (
+    REFINE_SELECTIONS,
+    SAMPLE_SELECTIONS,
+    diverse_pool,
+    fully_correct,
+    greedy_diverse,
+    majority_vote_half,
+    rank_greedy,
+    select_refinement,
+    select_sampling,
+)
+
+__all__ = [
+    "FILTERS",
+    "MODES",
+    "REFINE_SELECTIONS",
+    "SAMPLE_SELECTIONS",
+    "Example",
+    "build_examples",
+    "dedup_by_code",
+    "dedup_by_output",
+    "diverse_pool",
+    "fence",
+    "find_parent",
+    "fully_correct",
+    "greedy_diverse",
+    "grid_distance",
+    "keep_program",
+    "majority_vote_half",
+    "mean_pairwise_distance",
+    "output_key",
+    "rank_greedy",
+    "refine_example",
+    "relabel",
+    "sample_example",
+    "select_refinement",
+    "select_sampling",
+    "valid_grid",
+]
