@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,19 @@ def test_finetune_trains_saves_merges_resumes_and_skips(tiny_model, tokenizer, t
 
 
 # -- the train.py job ----------------------------------------------------------------------------------------------
+def test_paper_configs_pass_the_checks():
+    from soar.finetune import check_finetune_config
+    from soar.finetune.run import resolve_precision
+
+    paper = cfg_for(["finetune=paper"]).finetune
+    check_finetune_config(paper)
+    assert paper.lora.r == 256 and paper.lora.alpha == 32 and paper.lora.rslora and paper.epochs == 3
+    assert paper.batch.size == 32 and paper.optim.weight_decay == 0.05 and paper.optim.warmup_ratio == 0.1
+    assert resolve_precision(paper.trainer.precision, "auto", on_gpu=True) == "bf16-mixed"
+    assert resolve_precision("auto", "32-true", on_gpu=False) == "32-true"
+    assert resolve_precision("auto", "auto", on_gpu=False) in ("bf16-mixed", "32-true")
+
+
 def test_train_cli_composes():
     out = subprocess.run([sys.executable, "train.py", "--cfg", "job", "finetune=paper"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
@@ -228,6 +242,9 @@ def test_train_cli_composes():
     (["finetune.base_model=/nonexistent/model"], "finetune.base_model='/nonexistent/model'"),
     (["finetune.quantization=int3"], "finetune.quantization='int3'"),
     (["finetune.lora.r=0"], "finetune.lora.r=0"),
+    (["finetune.batch.size=6", "finetune.batch.micro_size=4"], "finetune.batch.size=6"),
+    pytest.param(["finetune=paper_qlora"], "finetune.quantization=nf4 (QLoRA) needs a CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CPU-only message")),
 ])
 def test_train_job_errors_name_the_key(tmp_path, override, message):
     archives = [] if any(o.startswith("finetune.archives") for o in override) or not override else [f"finetune.archives=[{tmp_path}]"]
@@ -275,7 +292,11 @@ def test_train_job_end_to_end_on_a_real_archive(tiny_model, tmp_path, monkeypatc
     assert (run / "merged" / "config.json").exists() and (run / "adapter" / "adapter_config.json").exists()
     assert run_train(cfg, run) == json.loads((run / "metrics.json").read_text())  # finished: skipped
     (offline,) = (run / "wandb").glob("offline-run-*")
-    wb = run_contents(offline)
+    for _ in range(50):  # the W&B service may still be flushing the file after run.finish() returned
+        wb = run_contents(offline)
+        if wb["run"] is not None and wb["exit_code"] is not None:
+            break
+        time.sleep(0.2)
     assert wb["run"].job_type == "train" and wb["exit_code"] == 0 and wb["config"]["iteration"] == 3
     steps = [row for row in wb["history"] if "train/loss" in row]
     assert len(steps) == metrics["steps"] and all("train/lr" in r and "train/tokens_per_s" in r for r in steps)

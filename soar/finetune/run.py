@@ -49,6 +49,9 @@ def check_finetune_config(ft: DictConfig) -> None:
         raise ValueError(f"finetune.lora.dropout={ft.lora.dropout}: must be in [0, 1)")
     if not 0 <= ft.optim.warmup_ratio < 1:
         raise ValueError(f"finetune.optim.warmup_ratio={ft.optim.warmup_ratio}: must be in [0, 1)")
+    if ft.batch.size % ft.batch.micro_size:
+        raise ValueError(f"finetune.batch.size={ft.batch.size} (examples per optimizer step) must be a multiple of "
+                         f"finetune.batch.micro_size={ft.batch.micro_size} (x the number of devices)")
     if ft.batch.group_size is not None:
         _positive(ft, "batch.group_size")
     if ft.optim.name not in OPTIMIZERS:
@@ -104,13 +107,18 @@ def is_finished(run_dir: Path) -> bool:
 
 
 def resolve_precision(precision: str, cpu_precision: str, on_gpu: bool) -> str:
-    if precision != "auto":
-        return precision
-    if not on_gpu:
-        return cpu_precision
+    """`auto`: bf16-mixed on a GPU with bf16 (else 16-mixed); on CPU `cpu_precision`, whose `auto` is bf16-mixed
+    where the CPU has native bf16 (AVX512-BF16 or AMX) and 32-true elsewhere (emulated bf16 is slower)."""
     import torch
 
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    if precision != "auto":
+        return precision
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    if cpu_precision != "auto":
+        return cpu_precision
+    native = [getattr(torch.cpu, f, lambda: False) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return "bf16-mixed" if any(f() for f in native) else "32-true"
 
 
 def _strategy(value: Any) -> Any:
