@@ -94,3 +94,13 @@ def tracking(cfg: DictConfig, job_type: str, run_dir: Path) -> Iterator[Tracker]
         raise
     run.finish()
 
+
+def flatten(metrics: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """{"a": 1, "b": {"c": 2}} -> {"prefix/a": 1, "prefix/b/c": 2}: nested metrics as tracker keys."""
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}/{k}"))
+        else:
+            out[f"{prefix}/{k}"] = v
+    return out

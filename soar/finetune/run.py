@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from soar.finetune.data import ChatLike, ChatExample, padding_fraction, read_examples, tokenize_examples, write_examples
 from soar.search.results import write_json
-from soar.tracking import NullTracker, Tracker, tracking
+from soar.tracking import NullTracker, Tracker, flatten, tracking
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true")
@@ -328,17 +328,6 @@ def run_train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             tracker.artifact(f"merged-{run_dir.name}", "model", run_dir / "merged")
             tracker.artifact(f"examples-{run_dir.name}", "dataset", examples_file)
     return metrics
-
-
-def flatten(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """{"a": 1, "b": {"c": 2}} -> {"prefix/a": 1, "prefix/b/c": 2}"""
-    out: dict[str, Any] = {}
-    for k, v in metrics.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}/{k}"))
-        else:
-            out[f"{prefix}/{k}"] = v
-    return out
 
 
 class _null:

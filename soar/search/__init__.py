@@ -15,7 +15,7 @@ from soar.search.llm import run_llm
 from soar.search.replay import run_replay
 from soar.search.results import per_task_rows, summary_table, task_results, write_json
 from soar.search.rex import SELECTORS
-from soar.tracking import tracking
+from soar.tracking import flatten, tracking
 
 RUNNERS = {"replay": run_replay, "vllm": run_llm, "hf": run_llm}
 
@@ -66,13 +66,3 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     Console().print(summary_table(results, metrics))
     return metrics
 
-
-def flatten(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """{"a": 1, "b": {"c": 2}} -> {"prefix/a": 1, "prefix/b/c": 2}"""
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}/{k}"))
-        else:
-            out[f"{prefix}/{k}"] = v
-    return out
