@@ -28,3 +28,4 @@ test: install
 bench: install
 	$(PY) bench/executor.py
 	$(PY) bench/generate.py
+	$(PY) bench/finetune.py

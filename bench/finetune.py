@@ -17,7 +17,7 @@ The arms take turns, one micro-batch each (so other load on the machine hits bot
 (non-pad) tokens only, over the time spent in that arm's steps. `--arms ours --precision fp32,bf16` compares
 precisions instead. Peak memory: process max RSS on CPU, torch.cuda.max_memory_allocated on GPU.
 
-Run: .venv/bin/python bench/finetune.py [--n 48 --micro 4 --max-seq-len 2048 --seconds 90 --precision bf16]
+Run: .venv/bin/python bench/finetune.py [--n 48 --micro 2 --max-seq-len 2048 --seconds 90 --precision bf16]
 The last line is `RESULT finetune ours_tok_s=<x> baseline_tok_s=<y> ratio=<x/y> peak_mem_gb=<z>` (target ratio >= 1.5).
 """
 from __future__ import annotations
@@ -116,7 +116,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=EMBEDDED)
     ap.add_argument("--n", type=int, default=48, help="examples in the data set")
-    ap.add_argument("--micro", type=int, default=4, help="examples per micro-batch")
+    ap.add_argument("--micro", type=int, default=2, help="examples per micro-batch (conf/finetune/cpu_tiny.yaml: 2)")
     ap.add_argument("--max-seq-len", type=int, default=2048)
     ap.add_argument("--seconds", type=float, default=90.0, help="timed training per arm")
     ap.add_argument("--precision", default="bf16", help="fp32 | bf16 | fp16, or a list (fp32,bf16): one arm each")
