@@ -20,6 +20,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from soar.search.results import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH_KEYS = ("data", "model", "seed", "logger", "search", "execution", "scoring")
 TRAIN_KEYS = ("data", "seed", "logger", "finetune")  # the base model comes from the loop's model config
@@ -82,7 +84,7 @@ def summarize_loop(loop_dir: Path, iterations: int) -> dict[str, Any]:
                 rows.append({"iteration": i, **{k: m.get(k) for k in keys}})
         if rows:
             summary[name] = rows
-    (loop_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(loop_dir / "summary.json", summary)
     for name, rows in summary.items():
         print(f"\n{name}: " + " | ".join(f"{k:>14}" for k in ("iteration", *keys)))
         for r in rows:
