@@ -1,10 +1,17 @@
 """Experiment tracking: one small interface over W&B (or nothing), used by every job.
 
 A run is always finished, even when the job raises, so a Hydra multirun goes on to the next job.
-The W&B run id is kept in the run directory, so a resumed job continues the same W&B run.
+The W&B run id is kept in the run directory, so a resumed or requeued job continues the same W&B run.
+
+Run identity (``run_identity``): the name is ``logger.run_name`` when set, else ``<job_type>-<label>`` where the
+label is the job's overrides (Hydra's ``override_dirname``, e.g. ``seed=1,search.refine.selector=greedy``) in a
+multirun and the run dir's name otherwise; the group is ``logger.group`` when set, else, in a multirun, one name
+for every job of the sweep (``<config name>-<sweep dir>``, e.g. ``search-2025-01-31-12-00-00``). Explicit values
+win: soar.loop passes both to the stages it starts.
 """
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -59,6 +66,62 @@ class WandbTracker:
         self.run.log_artifact(art)
 
 
+MAX_GROUP = 128  # W&B's limit on a group name
+
+
+def _multirun_job() -> Any:
+    """Hydra's config of the running job when it is a job of a multirun (any launcher), else None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+    except ImportError:  # pragma: no cover
+        return None
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return hc if hc.mode == RunMode.MULTIRUN else None
+
+
+def sweep_group(config_name: str, sweep_dir: str | Path, cwd: str | Path | None = None) -> str:
+    """One W&B group per sweep: the config name and the sweep dir's last two parts (the default sweep dirs end
+    in <date>/<time>), e.g. search-2025-01-31-12-00-00."""
+    path = Path(os.path.abspath(Path(cwd or os.getcwd()) / sweep_dir))  # relative to where the sweep started
+    parts = [p for p in path.parts[-2:] if p != path.anchor]
+    return "-".join([config_name, *parts])[:MAX_GROUP]
+
+
+def run_identity(cfg: DictConfig, job_type: str, run_dir: Path) -> tuple[str, str | None]:
+    """(W&B run name, W&B group) of a job: see the module docstring."""
+    name = OmegaConf.select(cfg, "logger.run_name", default=None)
+    group = OmegaConf.select(cfg, "logger.group", default=None)
+    hc = _multirun_job() if name is None or group is None else None
+    if name is None:
+        label = (hc.job.override_dirname if hc is not None else "") or Path(run_dir).name
+        name = f"{job_type}-{label}"
+    if group is None and hc is not None:
+        group = sweep_group(hc.job.config_name, hc.sweep.dir, hc.runtime.cwd)
+    return str(name), None if group is None else str(group)
+
+
+def new_run_id() -> str:
+    """16 random hex digits (64 bits): no two runs of a project share an id, whatever the number of sweeps."""
+    return secrets.token_hex(8)
+
+
+def persisted_run_id(run_dir: Path) -> str:
+    """The W&B run id of the job in `run_dir`: read from <run_dir>/wandb_run_id, created there the first time, so
+    a resumed or requeued job continues the same run. Written atomically (a job killed mid-write leaves no
+    empty id behind)."""
+    id_file = Path(run_dir) / "wandb_run_id"
+    if id_file.exists() and (run_id := id_file.read_text().strip()):
+        return run_id
+    run_id = new_run_id()
+    tmp = id_file.with_name(f".wandb_run_id.{os.getpid()}")
+    tmp.write_text(run_id)
+    os.replace(tmp, id_file)
+    return run_id
+
+
 @contextmanager
 def tracking(cfg: DictConfig, job_type: str, run_dir: Path) -> Iterator[Tracker]:
     """Start the configured tracker for one job in ``run_dir``; finish it whatever happens."""
@@ -70,17 +133,15 @@ def tracking(cfg: DictConfig, job_type: str, run_dir: Path) -> Iterator[Tracker]
 
     import wandb
 
-    id_file = run_dir / "wandb_run_id"
-    run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
-    id_file.write_text(run_id)
+    name, group = run_identity(cfg, job_type, run_dir)
     run = wandb.init(
         project=cfg.logger.project,
         entity=cfg.logger.entity,
-        group=cfg.logger.group,
+        group=group,
         tags=list(cfg.logger.tags),
         job_type=job_type,
-        name=f"{job_type}-{run_dir.name}",
-        id=run_id,
+        name=name,
+        id=persisted_run_id(run_dir),
         resume="allow",
         mode=cfg.logger.mode,
         dir=str(run_dir),

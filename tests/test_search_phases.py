@@ -141,3 +141,40 @@ def test_refinement_children_keep_their_parent(tmp_path: Path, executor: Executo
     assert {c["program_id"].split("/")[2][:2] for c in children} == {"r0", "r1"}  # islands
     assert all("def transform(grid):\n    return grid" in p for p in engine.prompts)  # the parent's code is shown
     assert any(c["train_acc"] == 1.0 for c in children if c["task_id"] == "6150a2bd")
+
+
+def test_other_weights_refine_after_the_sampling_engine_is_closed(tmp_path: Path, monkeypatch) -> None:
+    """search.refine.model (Table 4): sampling on model.path, then that engine is closed and the refinement
+    weights are loaded with the same engine settings."""
+    import soar.search.llm as llm
+    from soar.tracking import NullTracker
+
+    events: list[str] = []
+
+    class Recorded(ScriptedEngine):
+        def __init__(self, path: str) -> None:
+            super().__init__(lambda _: IDENTITY if path == "base-dir" else ROTATE)
+            self.path = path
+            events.append(f"open {path}")
+
+        def close(self) -> None:
+            events.append(f"close {self.path}")
+
+    def build(model, sampling):
+        assert model.engine == "hf" and model.lora is None
+        return Recorded(model.path)
+
+    monkeypatch.setattr(llm, "build_engine", build)
+    base = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "execution" / "default.yaml")
+    cfg = OmegaConf.merge(config(sample={"budget": 4, "n": 2}, refine={"budget": 2, "n": 2, "model": "refiner-dir"}),
+                          {"data": {"split": "training"}, "model": {"name": "m", "engine": "hf", "path": "base-dir",
+                                                                    "lora": None},
+                           "execution": OmegaConf.merge(base, {"workers": 1, "timeout_s": 0.5})})
+    archive = ProgramArchive(tmp_path / "a")
+    out = llm.run_llm(cfg, SPLIT, TASKS, archive, NullTracker())
+    assert events == ["open base-dir", "close base-dir", "open refiner-dir", "close refiner-dir"]
+    rows = archive.read().to_pylist()
+    assert {r["code"] for r in rows if r["kind"] == "sample"} == {"def transform(grid):\n    return grid"}
+    assert {r["code"] for r in rows if r["kind"] == "refine"} == {
+        "def transform(grid):\n    return [row[::-1] for row in grid[::-1]]"}
+    assert out["n_programs_generated"] == 2 * 4 + 2 * 2  # both engines counted

@@ -133,3 +133,19 @@ def test_unknown_task_ids_are_listed_and_the_wandb_run_is_finished(tmp_path: Pat
 def test_missing_programs_file_is_a_clear_error(tmp_path: Path) -> None:
     proc = search(tmp_path / "run", "model.programs=does/not/exist.jsonl", "logger=none", check=False)
     assert proc.returncode != 0 and "does/not/exist.jsonl" in proc.stderr
+
+
+def test_replaying_an_archive_keeps_its_lineage(tmp_path: Path) -> None:
+    """Another run's programs (unique program ids, kinds, parents) keep them, so refinement data survives."""
+    rows = [{"program_id": "0/6150a2bd/s000000", "task_id": "6150a2bd", "kind": "sample",
+             "code": "def transform(grid):\n    return grid[::-1]\n"},
+            {"program_id": "0/6150a2bd/r0-000000", "task_id": "6150a2bd", "kind": "refine",
+             "parent_id": "0/6150a2bd/s000000", "code": "def transform(grid):\n    return [r[::-1] for r in grid[::-1]]\n"}]
+    programs = tmp_path / "archive.jsonl"
+    programs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    search(tmp_path / "run", f"model.programs={programs}", "logger=none")
+    got = {r["program_id"]: r for r in ProgramArchive(tmp_path / "run" / "programs.parquet").read().to_pylist()}
+    assert set(got) == {r["program_id"] for r in rows}
+    child = got["0/6150a2bd/r0-000000"]
+    assert (child["kind"], child["parent_id"], child["train_acc"]) == ("refine", "0/6150a2bd/s000000", 1.0)
+    assert got["0/6150a2bd/s000000"]["kind"] == "sample"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,10 +39,16 @@ class Metered:
     """An engine that counts what it generates and the seconds spent generating."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.engine: Engine | None = engine
         self.name, self.max_model_len = engine.name, engine.max_model_len
         self.tokens = self.completions = 0
         self.seconds = 0.0
+
+    def swap(self, build: Callable[[], Engine]) -> None:
+        """Close the current engine first (its memory is needed), then go on counting with `build()`."""
+        self.close()
+        self.engine = build()
+        self.name, self.max_model_len = self.engine.name, self.engine.max_model_len
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
         return self.engine.encode(messages)
@@ -56,4 +62,6 @@ class Metered:
         return out
 
     def close(self) -> None:
-        self.engine.close()
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None

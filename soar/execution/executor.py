@@ -114,7 +114,7 @@ class Executor:
 
     def __init__(self, workers: int | None = None, timeout_s: float = 1.0, memory_mb: int = 1024,
                  chunk_size: int = 128, isolate: bool = True) -> None:  # fmt: skip
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or len(os.sched_getaffinity(0)) or 1  # the cores this job may use (SLURM)
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.chunk_size = chunk_size

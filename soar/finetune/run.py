@@ -95,8 +95,9 @@ def check_data_config(cfg: DictConfig) -> None:
 
 # -- helpers -----------------------------------------------------------------------------------------------------
 def global_rank() -> int:
-    """This process's rank from the launcher's environment (0 before Lightning has spawned anything)."""
-    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+    """This process's rank from the launcher's environment (0 before Lightning has spawned anything). LOCAL_RANK
+    before SLURM_PROCID: ranks Lightning starts inside a one-task SLURM job inherit SLURM_PROCID=0."""
+    for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
         if var in os.environ:
             return int(os.environ[var])
     return 0
@@ -127,6 +128,39 @@ def _strategy(value: Any) -> Any:
 
         return instantiate(value)
     return value
+
+
+def cluster_plugins() -> list[Any]:
+    """Lightning's cluster environment under SLURM; [] elsewhere (Lightning's own detection, unchanged).
+
+    Requeue belongs to submitit (hydra/launcher=slurm*): it requeues the job on timeout or preemption and the run
+    resumes from checkpoints/last.ckpt. Lightning's SLURM auto-requeue is therefore off, or both would requeue.
+    One SLURM task per device (hydra/launcher=slurm_ddp: srun started every rank): SLURMEnvironment. A single task
+    (hydra/launcher=slurm, or a train stage of soar.loop): the job behaves as one machine and Lightning starts the
+    other ranks itself if there are several devices (LightningEnvironment)."""
+    from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return []
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return [SLURMEnvironment(auto_requeue=False)]
+    return [LightningEnvironment()]
+
+
+def check_launch(trainer: Any) -> None:
+    """Several devices in ONE process started by submitit: Lightning would re-run submitit's entry point for each
+    rank. SLURM must start one task per device instead."""
+    import sys
+
+    from pytorch_lightning.plugins.environments import LightningEnvironment
+
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    under_submitit = main is not None and str(main.name).startswith("submitit")
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    if under_submitit and trainer.num_devices > 1 and isinstance(env, LightningEnvironment):
+        raise ValueError(f"finetune.trainer.devices gives {trainer.num_devices} devices to one SLURM task: "
+                         f"launch train.py with hydra/launcher=slurm_ddp (one task per GPU, "
+                         f"hydra.launcher.gpus_per_node={trainer.num_devices}), or set finetune.trainer.devices=1")
 
 
 # -- the finetune itself -------------------------------------------------------------------------------------------
@@ -177,7 +211,9 @@ def finetune(examples: Sequence[ChatLike], ft: DictConfig, run_dir: Path, *, see
         num_nodes=int(ft.trainer.num_nodes), precision=precision, max_epochs=int(ft.epochs),
         gradient_clip_val=ft.optim.max_grad_norm, logger=False, callbacks=[checkpoint, *callbacks],
         default_root_dir=str(run_dir), use_distributed_sampler=False, num_sanity_val_steps=0,
-        enable_progress_bar=bool(ft.trainer.progress_bar), enable_model_summary=False, limit_val_batches=0)
+        enable_progress_bar=bool(ft.trainer.progress_bar), enable_model_summary=False, limit_val_batches=0,
+        plugins=cluster_plugins() or None)
+    check_launch(trainer)
     world = trainer.num_devices * trainer.num_nodes
     per_step = int(ft.batch.micro_size) * world
     if int(ft.batch.size) % per_step:

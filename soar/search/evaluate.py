@@ -20,17 +20,17 @@ def evaluate(
     model: str,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Archive rows for `programs` (dicts with task_id, code, program_id; optional parent_id, text, model;
-    any other key becomes an extra column). The executor never sees an expected output."""
+    """Archive rows for `programs` (dicts with task_id, code, program_id; optional parent_id, text, model, kind
+    (default `kind`); any other key becomes an extra column). The executor never sees an expected output."""
     outputs = executor.run([(p["code"], tasks[p["task_id"]].inputs) for p in programs], progress=progress)
     rows = []
     for p, outs in zip(programs, outputs):
         task = tasks[p["task_id"]]
-        extra = {k: v for k, v in p.items() if k not in ("task_id", "code", "program_id", "parent_id", "text", "model")}
+        extra = {k: v for k, v in p.items() if k not in ("task_id", "code", "program_id", "parent_id", "text", "model", "kind")}
         rows.append(
             program_row(
                 task, p["code"], outs, score_program(task, outs),
-                program_id=p["program_id"], kind=kind, iteration=iteration,
+                program_id=p["program_id"], kind=p.get("kind") or kind, iteration=iteration,
                 model=p.get("model") or model, parent_id=p.get("parent_id"), text=p.get("text"), **extra,
             )
         )

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from soar.archive import ProgramArchive
 from soar.data import Task
@@ -21,6 +21,11 @@ from soar.search.state import SearchState
 from soar.tracking import Tracker
 
 
+def refine_model(model: DictConfig, path: str) -> DictConfig:
+    """The sampling model's engine settings on the refinement weights (`search.refine.model`)."""
+    return OmegaConf.merge(model, {"path": str(path), "lora": None})
+
+
 def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], archive: ProgramArchive,
             tracker: Tracker) -> dict[str, Any]:
     """Run both phases into `archive` (resuming from what it holds); returns throughput figures."""
@@ -32,7 +37,8 @@ def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], arc
     with Executor(workers=ex.workers, timeout_s=ex.timeout_s, memory_mb=ex.memory_mb, chunk_size=ex.chunk_size,
                   isolate=ex.isolate) as executor:
         fewshot = FewshotPool.from_file(Path(to_absolute_path(s.fewshot)), executor)
-        engine = Metered(build_engine(cfg.model, Sampling(temperature=s.temperature, min_p=s.min_p, seed=cfg.seed)))
+        sampling = Sampling(temperature=s.temperature, min_p=s.min_p, seed=cfg.seed)
+        engine = Metered(build_engine(cfg.model, sampling))
         evaluator = Evaluator(executor, tasks, archive, iteration=cfg.iteration, model=cfg.model.name)
 
         def on_rows(kind: str, rows: list[dict[str, Any]]) -> None:
@@ -49,6 +55,8 @@ def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], arc
             skipped = run_sampling(cfg, tasks, engine, evaluator, state, fewshot)
             evaluator.drain()
             sample_s = time.perf_counter() - start
+            if s.refine.model is not None and s.refine.budget > 0:  # other weights refine (Table 4)
+                engine.swap(lambda: build_engine(refine_model(cfg.model, s.refine.model), sampling))
             skipped += run_refinement(cfg, tasks, archive.read().to_pylist(), engine, evaluator, state,
                                       use_test=use_test)
             evaluator.drain()

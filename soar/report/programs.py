@@ -1,0 +1,63 @@
+"""The best program of each task in a search run's archive, and its outputs, read without touching the archive."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from omegaconf import OmegaConf
+
+from soar.archive import read_programs, row_outputs
+from soar.data import Task, load_split
+from soar.execution.outcome import Output
+
+OUTPUT_COLUMNS = ["program_id", "predicted_train_output", "predicted_test_output", "error"]
+
+
+@dataclass(frozen=True)
+class Best:
+    program_id: str
+    code: str
+    train_acc: float
+    n_test_correct: int | None  # None when the test outputs are unknown
+
+
+def best_programs(search_dir: Path) -> dict[str, Best]:
+    """Per task: highest train accuracy, then most test inputs right, then shortest code. {} without an archive."""
+    path = search_dir / "programs.parquet"
+    if not path.is_dir() or not any(path.glob("part-*.parquet")):
+        return {}
+    t = read_programs(path, ["program_id", "train_acc", "correct_test_input"])
+    best: dict[str, tuple[tuple[float, int, int], Best]] = {}
+    for tid, pid, code, acc, test in zip(*(t.column(c).to_pylist() for c in
+                                           ("task_id", "program_id", "code", "train_acc", "correct_test_input"))):
+        n_test = None if test is None else sum(test)
+        key = (acc, n_test or 0, -len(code))
+        if tid not in best or key > best[tid][0]:
+            best[tid] = (key, Best(pid, code, acc, n_test))
+    return {tid: b for tid, (_, b) in best.items()}
+
+
+def program_outputs(search_dir: Path, program_ids: list[str]) -> dict[str, list[Output]]:
+    """The outputs (train inputs then test inputs) of the given programs, by program id."""
+    if not program_ids:
+        return {}
+    dataset = ds.dataset(search_dir / "programs.parquet", format="parquet")  # skips hidden temp files
+    table = dataset.to_table(columns=OUTPUT_COLUMNS, filter=pc.field("program_id").isin(program_ids))
+    return {row["program_id"]: row_outputs(row) for row in table.to_pylist()}
+
+
+@cache
+def _split(dataset: str, split: str, path: str | None) -> dict[str, Task]:
+    return load_split(dataset, split, path)
+
+
+def run_tasks(search_dir: Path) -> dict[str, Task]:
+    """The tasks a search run was given, from its composed config's data.dataset/split/path (Hydra's copy, else
+    the stage.yaml a loop wrote)."""
+    configs = [search_dir / ".hydra" / "config.yaml", search_dir / "stage.yaml"]
+    data: Any = OmegaConf.load(next((c for c in configs if c.is_file()), configs[0])).data
+    return _split(data.dataset, data.split, data.path)
