@@ -58,10 +58,11 @@ class WandbTracker:
         self.run.log({key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
 
     def artifact(self, name: str, kind: str, path: Path) -> None:
-        """Log ``path`` by reference: large archives stay where they are."""
+        """Log ``path`` by reference (large archives stay where they are) as ``<name>-<run id>``: unique per run,
+        so the stages of different loops and sweeps never become versions of one artifact."""
         import wandb
 
-        art = wandb.Artifact(name, type=kind)
+        art = wandb.Artifact(f"{name}-{self.run.id}", type=kind)
         art.add_reference(path.resolve().as_uri(), checksum=False)
         self.run.log_artifact(art)
 

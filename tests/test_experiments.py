@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -247,3 +248,33 @@ def test_every_experiment_runs_with_the_cpu_preset(experiment: str, tiny_model: 
             assert used["finetune"]["data"] == stage.config["finetune"]["data"]
     summary = json.loads((loop_dir / "summary.json").read_text())
     assert summary and (loop_dir / "learning.png").exists()
+
+
+def test_an_experiment_sweep_under_submitit_logs_one_wandb_group(tiny_model: Path, base_searches: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    """`-m` over an experiment's axis with hydra/launcher=local: one loop per job in its own dir, every W&B run of
+    every job in the experiment's group, runs named by their arm, no shared ids."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from wandb_records import run_contents
+
+    sweep = tmp_path / "sweep"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SLURM_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "soar.loop", "-m", "experiment=table2_sampling_data", "preset=cpu",
+         "hydra/launcher=local", f"hydra.sweep.dir={sweep}", "finetune.data.sample_selection=uniform,greedy",
+         f"base_search={base_searches['training']}", "model.engine=hf", f"model.path={tiny_model}",
+         "model.dtype=float32", "data.limit=2", "search.sample.budget=2", "search.sample.n=2",
+         "search.sample.max_tokens=8", "finetune.max_examples=2", "finetune.max_seq_len=4096",
+         "execution.timeout_s=0.5"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = {}
+    for job, arm in ((0, "uniform"), (1, "greedy")):
+        for stage in (".", "iter0/train_sample", "iter1/search"):
+            (offline,) = (sweep / str(job) / stage / "wandb").glob("offline-run-*")
+            runs[job, stage] = run = run_contents(offline)
+            assert run["run"].run_group == "table2_sampling_data" and run["exit_code"] == 0
+            assert f"finetune.data.sample_selection={arm}" in run["run"].display_name
+        assert runs[job, "iter0/train_sample"]["config"]["finetune"]["data"]["sample_selection"] == arm
+        assert [r["iteration"] for r in runs[job, "."]["history"] if "search/vote_pass2" in r] == [0, 1]
+    assert len({r["run"].run_id for r in runs.values()}) == len(runs)

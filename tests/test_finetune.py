@@ -278,6 +278,9 @@ def test_train_job_end_to_end_on_a_real_archive(tiny_model, tmp_path, monkeypatc
             outs = ex.run([(c, task.inputs) for c in codes])
             archive.append([program_row(task, c, o, score_program(task, o), program_id=f"{tid}/{i}", kind="sample")
                             for i, (c, o) in enumerate(zip(codes, outs))])
+    no_refinements = tiny_cfg(tiny_model, f"finetune.archives=[{search}]", "finetune.data.mode=refine")
+    with pytest.raises(ValueError, match=r"mode=refine.*6 programs on 2 task\(s\).*\(0 of 0 children\)"):
+        run_train(no_refinements, tmp_path / "empty")  # a clear error, before any model is loaded
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = tiny_cfg(tiny_model, f"finetune.archives=[{search}]", "finetune.epochs=1", "finetune.max_seq_len=1024",
                    "iteration=3", logger="wandb")

@@ -325,6 +325,16 @@ def load_examples(cfg: DictConfig) -> tuple[list[Any], dict[str, Any]]:
     return build_examples(table, tasks, OmegaConf.to_container(cfg.finetune.data, resolve=True), seed=cfg.seed)
 
 
+def no_examples_message(cfg: DictConfig, stats: dict[str, Any]) -> str:
+    """Why hindsight gave nothing to train on, in the terms of the data config."""
+    data, f, r = cfg.finetune.data, stats["filters"], stats["refine"]
+    return (f"train: hindsight built no example from {list(cfg.finetune.archives)} (finetune.data.mode={data.mode}, "
+            f"sample_selection={data.sample_selection}): {f['programs']} programs on {stats['tasks']} task(s) of "
+            f"data={cfg.data.name}/{cfg.data.split}, {f['kept']} passed the filters; refinement data needs fully "
+            f"correct refined children ({r['correct_children']} of {r['children']} children) and "
+            "sample_selection=correct needs correct programs. A weak model may need a larger search budget first.")
+
+
 def run_train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """The train job described by `cfg` in `run_dir`; returns the metrics also written to metrics.json."""
     from soar.finetune.lora import base_model_path
@@ -342,6 +352,8 @@ def run_train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         check_data_config(cfg)
         base_model_path(cfg.finetune)  # fail on a missing base model before the (slow) data build
         examples, stats = load_examples(cfg)
+        if not examples:
+            raise ValueError(no_examples_message(cfg, stats))
         if (max_n := cfg.finetune.max_examples) is not None and len(examples) > int(max_n):
             import random  # a seeded random subset, in the original order (hindsight's order is by task)
 
@@ -360,9 +372,9 @@ def run_train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             metrics = {"iteration": cfg.iteration, **metrics, "data": stats}
             write_json(run_dir / "metrics.json", metrics)
             tracker.summary(flatten({k: v for k, v in metrics.items() if k != "data"}, "train"))
-            tracker.artifact(f"adapter-{run_dir.name}", "model", run_dir / "adapter")
-            tracker.artifact(f"merged-{run_dir.name}", "model", run_dir / "merged")
-            tracker.artifact(f"examples-{run_dir.name}", "dataset", examples_file)
+            tracker.artifact("adapter", "model", run_dir / "adapter")
+            tracker.artifact("merged", "model", run_dir / "merged")
+            tracker.artifact("examples", "dataset", examples_file)
     return metrics
 
 

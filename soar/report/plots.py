@@ -10,7 +10,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from soar.report.runs import SETS, Run
 
-CURVE_METRICS = ("vote_pass2", "test_oracle", "train_oracle")
+CURVE_METRICS = ("vote_pass2", "test_oracle", "train_oracle", "valid_rate", "mean_train_acc")  # fractions
 MARKERS = {"search": "o", "heldout": "s"}
 
 

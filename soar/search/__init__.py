@@ -62,7 +62,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                                             for r in results})
         tracker.summary(flatten(metrics, "search"))
         tracker.table("search/tasks", *per_task_rows(results))
-        tracker.artifact(f"programs-{run_dir.name}", "archive", run_dir / "programs.parquet")
+        tracker.artifact("programs", "archive", run_dir / "programs.parquet")
     Console().print(summary_table(results, metrics))
     return metrics
 
