@@ -88,3 +88,45 @@ def test_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode != 0 and "/no/such/model" in proc.stderr and "does not exist" in proc.stderr
+
+
+LORA_SCRIPT = """
+import json, sys
+from soar.engines.base import Sampling
+from soar.engines.vllm_engine import VLLMEngine
+
+if __name__ == "__main__":
+    base, adapter = sys.argv[1:3]
+    engine = VLLMEngine(base, sampling=Sampling(temperature=0.0), lora=adapter, max_lora_rank=8,
+                        max_model_len=2048, gpu_memory_utilization=0.1, enforce_eager=True)
+    prompt = engine.encode([{"role": "user", "content": "Write a python function that reverses a list."}])
+    with_lora = engine.generate([prompt], n=1, max_tokens=24)[0][0].text
+    engine.lora_request = None
+    without = engine.generate([prompt], n=1, max_tokens=24)[0][0].text
+    print("RESULT", json.dumps({"with_lora": with_lora, "without": without}))
+"""
+
+
+def test_vllm_serves_a_peft_adapter_through_lora_request(tmp_path: Path) -> None:
+    """model.lora: the adapter is applied by vLLM (greedy answers differ with and without it) on the base weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = resolve_model(EMBEDDED)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    with torch.no_grad():  # a freshly initialised adapter is a no-op (B = 0): make it change the model
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    model.save_pretrained(tmp_path / "adapter")
+    script = tmp_path / "lora.py"
+    script.write_text(LORA_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), base, str(tmp_path / "adapter")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]  # vLLM prints to stdout too
+    out = json.loads(line.removeprefix("RESULT "))
+    assert out["without"] and out["with_lora"] != out["without"], out
