@@ -173,6 +173,46 @@ class CrashAtEpoch:
         return _Crash()
 
 
+class CrashAtStep:
+    """Raises after optimizer step `step` (before that step's checkpoint: Lightning runs checkpoint callbacks last)."""
+
+    def __new__(cls, step: int):
+        import pytorch_lightning as pl
+
+        class _Crash(pl.Callback):
+            def on_train_batch_end(self, trainer, *args):
+                if trainer.global_step == step:
+                    raise RuntimeError("simulated crash")
+
+        return _Crash()
+
+
+def test_a_step_checkpoint_resumes_mid_epoch_exactly(tiny_model, tmp_path):
+    """checkpoint.every_n_steps: killed in the middle of an epoch, the run resumes from the last step checkpoint on
+    the micro-batches not trained on yet, and ends exactly where an uninterrupted run ends."""
+    cfg = tiny_cfg(tiny_model, "finetune.checkpoint.every_n_steps=1", "finetune.batch.group_size=1")
+    whole = finetune(tiny_examples(), cfg.finetune, tmp_path / "whole", seed=0)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        finetune(tiny_examples(), cfg.finetune, run, seed=0, callbacks=[CrashAtStep(3)])  # epoch 0 has 4 steps
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 2 and state["epoch"] == 0  # saved mid-epoch
+    resumed = finetune(tiny_examples(), cfg.finetune, run, seed=0)
+    assert resumed["steps"] == whole["steps"] == 8
+    history = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    reference = [json.loads(line) for line in (tmp_path / "whole" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in history] == list(range(1, 9))
+    assert [r["label_tokens"] for r in history] == [r["label_tokens"] for r in reference]  # the same batches
+    assert [r["loss"] for r in history] == pytest.approx([r["loss"] for r in reference], rel=1e-4)
+    assert resumed["train_loss_by_epoch"] == pytest.approx(whole["train_loss_by_epoch"], rel=1e-4)
+
+    at_epoch = tmp_path / "at_epoch"  # an epoch-end checkpoint resumes with the next epoch's order
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        finetune(tiny_examples(), cfg.finetune, at_epoch, seed=0, callbacks=[CrashAtEpoch(1)])
+    assert finetune(tiny_examples(), cfg.finetune, at_epoch, seed=0)["train_loss_by_epoch"] == pytest.approx(
+        whole["train_loss_by_epoch"], rel=1e-4)
+
+
 def test_finetune_trains_saves_merges_resumes_and_skips(tiny_model, tokenizer, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

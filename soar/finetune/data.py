@@ -232,6 +232,27 @@ class RandomBatches(LengthGroupedBatches):
         return math.ceil(len(self.lengths) / self.batch_size)
 
 
+@dataclass
+class EpochProgress:
+    """Where training stands in the epoch's (seeded) micro-batch order. The module counts micro-batches and saves
+    this in its checkpoints; after a resume the next epoch iterator starts at the saved position. (Restored with
+    the module, not as Lightning loader state, which Lightning does not restore once the loader was built early,
+    as it is to count the steps of the LR schedule; the iterator's body runs at the first batch, after any
+    restore.)"""
+
+    epoch: int = 0
+    done: int = 0   # micro-batches of `epoch` trained on (this rank)
+    total: int = 0  # micro-batches in `epoch` (this rank)
+    resume: tuple[int, int] | None = None  # (epoch, micro-batches to skip) for the next iterator
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "done": self.done, "total": self.total}
+
+    def restore(self, state: dict[str, int]) -> None:
+        finished = state["done"] >= state["total"]
+        self.resume = (state["epoch"] + 1, 0) if finished else (state["epoch"], state["done"])
+
+
 class StepTokens(torch.utils.data.Sampler[list[tuple[int, int]]]):
     """Tags every index of a micro-batch with the number of labelled tokens in its optimizer step.
 
@@ -240,8 +261,10 @@ class StepTokens(torch.utils.data.Sampler[list[tuple[int, int]]]):
     mean over all response tokens of the step, whatever the micro-batch sizes and lengths (the token-weighted
     objective of HF Trainer >= 4.46, which TRL's SFTTrainer used by SOAR relies on)."""
 
-    def __init__(self, batches: LengthGroupedBatches, n_labels: Sequence[int], accumulate: int) -> None:
+    def __init__(self, batches: LengthGroupedBatches, n_labels: Sequence[int], accumulate: int,
+                 progress: EpochProgress | None = None) -> None:
         self.batches, self.n_labels, self.accumulate = batches, list(n_labels), accumulate
+        self.progress = progress or EpochProgress()
         self.sampler = batches  # Lightning calls dataloader.batch_sampler.sampler.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
@@ -251,12 +274,18 @@ class StepTokens(torch.utils.data.Sampler[list[tuple[int, int]]]):
         return len(self.batches)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        skip = 0
+        if self.progress.resume is not None:  # a resumed run: the saved epoch, minus what it had trained on
+            (epoch, skip), self.progress.resume = self.progress.resume, None
+            self.batches.set_epoch(epoch)
         mine = list(self.batches)
+        tagged = []
         for start in range(0, len(mine), self.accumulate):
             step = mine[start:start + self.accumulate]
             total = sum(self.n_labels[i] for b in step for i in b)
-            for b in step:
-                yield [(i, total) for i in b]
+            tagged += [[(i, total) for i in b] for b in step]
+        self.progress.epoch, self.progress.done, self.progress.total = self.batches.epoch, skip, len(tagged)
+        yield from tagged[skip:]
 
 
 def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int], pad_to: int | None = None) -> float:

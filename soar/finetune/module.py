@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from soar.finetune.data import IGNORE, Collator, LengthGroupedBatches, StepTokens, TokenDataset, Tokenized
+from soar.finetune.data import (IGNORE, Collator, EpochProgress, LengthGroupedBatches, StepTokens, TokenDataset,
+                                Tokenized)
 
 OPTIMIZERS = ("adamw", "adamw_8bit")
 # configs whose logits are not just lm_head(hidden): those models take the plain (full-logits) path
@@ -41,19 +42,18 @@ class LoraModule(pl.LightningModule):
     (the response is a small part of each sequence: prompts are long), which skips most of the lm_head work.
     """
 
-    def __init__(self, model: Any, optim: Any, on_step: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, model: Any, optim: Any, on_step: Callable[[dict[str, Any]], None] | None = None,
+                 progress: EpochProgress | None = None) -> None:
         super().__init__()
         self.model = model
         self.optim = optim
         self.on_step = on_step
+        self.progress = progress or EpochProgress()  # shared with the data loader (mid-epoch resume)
         self.strict_loading = False  # checkpoints hold the adapter only
         self.history: list[dict[str, Any]] = []   # one row per optimizer step (restored on resume)
-        self.epoch_losses: list[float] = []       # token-mean loss of every finished epoch
         self.real_tokens = 0                       # non-pad tokens trained on by this process (this run)
         self.train_seconds = 0.0
         self._reset_step()
-        self._epoch_loss = 0.0
-        self._epoch_labels = 0
         cfg = getattr(getattr(model, "get_base_model", lambda: model)(), "config", None)
         self.selective = not any(getattr(cfg, k, None) for k in _LOGIT_TRANSFORMS)
 
@@ -91,6 +91,7 @@ class LoraModule(pl.LightningModule):
         self._step_loss += loss_sum.detach()
         self._step_labels += n
         self._step_real += batch["attention_mask"].sum()
+        self.progress.done += 1
         # Lightning divides by accumulate_grad_batches; undo that so the step's gradient is the token mean
         return loss_sum / max(step_tokens, 1) * self.trainer.accumulate_grad_batches
 
@@ -101,8 +102,6 @@ class LoraModule(pl.LightningModule):
         loss = float(self._step_loss) / max(self._step_labels, 1)
         self.real_tokens += real
         self.train_seconds += seconds
-        self._epoch_loss += float(self._step_loss)
-        self._epoch_labels += self._step_labels
         row = {"step": self.trainer.global_step + 1, "epoch": self.current_epoch, "loss": loss,
                "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": real / max(seconds, 1e-9),
                "tokens": real, "label_tokens": self._step_labels}
@@ -113,11 +112,16 @@ class LoraModule(pl.LightningModule):
         self._reset_step()
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_loss, self._epoch_labels = 0.0, 0
         self._step_t0 = time.perf_counter()
 
-    def on_train_epoch_end(self) -> None:
-        self.epoch_losses.append(self._epoch_loss / max(self._epoch_labels, 1))
+    @property
+    def epoch_losses(self) -> list[float]:
+        """Token-mean loss of every epoch, from the step rows (an epoch resumed mid-way counts all its steps)."""
+        epochs: dict[int, list[float]] = {}
+        for r in self.history:
+            loss, labels = epochs.setdefault(r["epoch"], [0.0, 0])
+            epochs[r["epoch"]] = [loss + r["loss"] * r["label_tokens"], labels + r["label_tokens"]]
+        return [loss / max(labels, 1) for _, (loss, labels) in sorted(epochs.items())]
 
     # -- optimisation ------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
@@ -141,7 +145,7 @@ class LoraModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         keep = self._trainable()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
-        checkpoint["soar"] = {"history": self.history, "epoch_losses": self.epoch_losses}
+        checkpoint["soar"] = {"history": self.history, "progress": self.progress.state()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         missing = self._trainable() - set(checkpoint["state_dict"])
@@ -150,22 +154,24 @@ class LoraModule(pl.LightningModule):
                              "it was written with another LoRA configuration")
         state = checkpoint.get("soar", {})
         self.history = list(state.get("history", []))
-        self.epoch_losses = list(state.get("epoch_losses", []))
+        if "progress" in state:
+            self.progress.restore(state["progress"])
 
 
 class ChatDataModule(pl.LightningDataModule):
     """Length-grouped micro-batches; each rank takes its share (ranks are only known once fit has started)."""
 
     def __init__(self, data: Tokenized, pad_id: int, micro_batch_size: int, accumulate: int,
-                 group_size: int | None, seed: int) -> None:
+                 group_size: int | None, seed: int, progress: EpochProgress | None = None) -> None:
         super().__init__()
         self.data, self.pad_id = data, pad_id
         self.micro_batch_size, self.accumulate, self.group_size, self.seed = micro_batch_size, accumulate, group_size, seed
+        self.progress = progress or EpochProgress()
 
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         batches = LengthGroupedBatches(self.data.lengths, self.micro_batch_size, group_size=self.group_size,
                                        seed=self.seed, rank=rank, world_size=world)
         n_labels = [sum(1 for y in labels if y != IGNORE) for labels in self.data.labels]
-        return DataLoader(TokenDataset(self.data), batch_sampler=StepTokens(batches, n_labels, self.accumulate),
-                          collate_fn=Collator(self.pad_id), num_workers=0)
+        return DataLoader(TokenDataset(self.data), collate_fn=Collator(self.pad_id), num_workers=0,
+                          batch_sampler=StepTokens(batches, n_labels, self.accumulate, self.progress))

@@ -54,6 +54,8 @@ def check_finetune_config(ft: DictConfig) -> None:
                          f"finetune.batch.micro_size={ft.batch.micro_size} (x the number of devices)")
     if ft.batch.group_size is not None:
         _positive(ft, "batch.group_size")
+    if ft.checkpoint.every_n_steps is not None:
+        _positive(ft, "checkpoint.every_n_steps")
     if ft.optim.name not in OPTIMIZERS:
         raise ValueError(f"finetune.optim.name={ft.optim.name!r}: allowed: {', '.join(OPTIMIZERS)}")
     if not list(ft.lora.target_modules):
@@ -169,14 +171,16 @@ def finetune(examples: Sequence[ChatLike], ft: DictConfig, run_dir: Path, *, see
     """Finetune a fresh LoRA on `ft.base_model` over `examples` (objects with .messages and .response).
 
     Writes checkpoints/, train_log.jsonl, adapter/, merged/ and metrics.json in `run_dir`; returns the metrics.
-    A finished run dir is left alone (its metrics are returned); an interrupted one resumes from its last
-    epoch checkpoint."""
+    A finished run dir is left alone (its metrics are returned); an interrupted one resumes from
+    checkpoints/last.ckpt: the end of its last epoch, or with `checkpoint.every_n_steps` its last step checkpoint,
+    mid-epoch, on exactly the micro-batches it had not trained on yet."""
     import pytorch_lightning as pl
     import torch
     from pytorch_lightning.callbacks import ModelCheckpoint
     from transformers import AutoTokenizer
 
     from soar.finetune.lora import base_model_path, load_lora_model, save_merged
+    from soar.finetune.data import EpochProgress
     from soar.finetune.module import ChatDataModule, LoraModule
 
     run_dir = Path(run_dir)
@@ -203,13 +207,17 @@ def finetune(examples: Sequence[ChatLike], ft: DictConfig, run_dir: Path, *, see
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     precision = resolve_precision(str(ft.trainer.precision), str(ft.trainer.cpu_precision), on_gpu)
     ckpt_dir = run_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:02d}", auto_insert_metric_name=False,
-                                 every_n_epochs=1, save_top_k=int(ft.checkpoint.save_top_k), save_last=True,
-                                 save_on_train_epoch_end=True)
+    steps = ft.checkpoint.every_n_steps  # last.ckpt mid-epoch too: a requeued job loses at most that many steps
+    checkpoints = [ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:02d}", auto_insert_metric_name=False,
+                                   every_n_epochs=1, save_top_k=int(ft.checkpoint.save_top_k), save_last=not steps,
+                                   save_on_train_epoch_end=True)]
+    if steps:  # one writer of last.ckpt (two would write last.ckpt and last-v1.ckpt); it also saves at epoch ends
+        checkpoints.append(ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=int(steps), save_top_k=0,
+                                           save_last=True, save_on_train_epoch_end=True))
     trainer = pl.Trainer(
         accelerator=accelerator, devices=ft.trainer.devices, strategy=_strategy(ft.trainer.strategy),
         num_nodes=int(ft.trainer.num_nodes), precision=precision, max_epochs=int(ft.epochs),
-        gradient_clip_val=ft.optim.max_grad_norm, logger=False, callbacks=[checkpoint, *callbacks],
+        gradient_clip_val=ft.optim.max_grad_norm, logger=False, callbacks=[*checkpoints, *callbacks],
         default_root_dir=str(run_dir), use_distributed_sampler=False, num_sanity_val_steps=0,
         enable_progress_bar=bool(ft.trainer.progress_bar), enable_model_summary=False, limit_val_batches=0,
         plugins=cluster_plugins() or None)
@@ -235,8 +243,9 @@ def finetune(examples: Sequence[ChatLike], ft: DictConfig, run_dir: Path, *, see
             log.info("step %d epoch %d loss %.4f lr %.2e %.0f tok/s", row["step"], row["epoch"], row["loss"],
                      row["lr"], row["tokens_per_s"])
 
-    module = LoraModule(model, ft.optim, on_step=on_step)
-    dm = ChatDataModule(data, pad_id, int(ft.batch.micro_size), accumulate, ft.batch.group_size, seed)
+    progress = EpochProgress()  # micro-batches done in the epoch: saved with checkpoints, skipped on resume
+    module = LoraModule(model, ft.optim, on_step=on_step, progress=progress)
+    dm = ChatDataModule(data, pad_id, int(ft.batch.micro_size), accumulate, ft.batch.group_size, seed, progress)
     resume = ckpt_dir / "last.ckpt"
     resume_from = str(resume) if resume.exists() else None
     if resume_from:
