@@ -326,9 +326,9 @@ def load_examples(cfg: DictConfig) -> tuple[list[Any], dict[str, Any]]:
 
     from soar.archive import ProgramArchive
     from soar.data import load_split
-    from soar.hindsight import build_examples
+    from soar.hindsight import HINDSIGHT_COLUMNS, build_examples
 
-    tables = [ProgramArchive(Path(d) / "programs.parquet").read() for d in cfg.finetune.archives]
+    tables = [ProgramArchive(Path(d) / "programs.parquet").read(HINDSIGHT_COLUMNS) for d in cfg.finetune.archives]
     table = pa.concat_tables(tables, promote_options="default")
     tasks = load_split(cfg.data.dataset, cfg.data.split, cfg.data.path)
     return build_examples(table, tasks, OmegaConf.to_container(cfg.finetune.data, resolve=True), seed=cfg.seed)

@@ -35,10 +35,11 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from statistics import mean
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from soar.archive.schema import row_outputs
 from soar.data.task import Pair, Task
@@ -60,6 +61,7 @@ from soar.search.rex import BINS, PARENT_BINS, accuracy_bin
 MODES = ("sample", "refine", "both")
 _COLUMNS = ("program_id", "task_id", "parent_id", "kind", "iteration", "model", "code", "error",
             "predicted_train_output", "predicted_test_output", "correct_train_input")
+HINDSIGHT_COLUMNS = (*_COLUMNS, "correct_test_input")  # what build_examples reads of an archive
 _DEFAULTS: dict[str, Any] = {"mode": "both", "sample_selection": "greedy_diverse", "refine_selection": "diverse",
                              "per_task": 50, "refine_per_task": 50, "dedup_code": False, "shuffle_pairs": True}
 Row = Mapping[str, Any]
@@ -154,6 +156,28 @@ def find_parent(child: Row, candidates: Sequence[Row]) -> tuple[Row | None, bool
     return None, False  # unreachable
 
 
+class _TaskRows:
+    """The archive's rows of each known task, as Python dicts one task at a time (a paper-scale archive holds
+    millions of programs: only one task's rows are ever unpacked). Archive order is kept within a task."""
+
+    def __init__(self, table: pa.Table, tasks: Mapping[str, Task]) -> None:
+        table = table.filter(pc.is_in(table.column("task_id"), pa.array(sorted(tasks), pa.string())))
+        self.table = table.take(pc.sort_indices(table, [("task_id", "ascending")]))  # a stable sort
+        self.spans: dict[str, tuple[int, int]] = {}  # task id -> (first row, number of rows)
+        for i, tid in enumerate(self.table.column("task_id").to_pylist()):
+            first, _ = self.spans.get(tid, (i, 0))
+            self.spans[tid] = (first, i + 1 - first)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.spans)  # sorted task ids
+
+    def __getitem__(self, tid: str) -> list[dict[str, Any]]:
+        return self.table.slice(*self.spans[tid]).to_pylist()
+
+
 def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[str, Any],
                    seed: int = 0) -> tuple[list[Example], dict[str, Any]]:
     """Fine-tuning examples from an archive table and statistics for logging; see the module doc."""
@@ -163,17 +187,10 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
     missing = [col for col in columns if col not in archive.column_names and col not in ("error", "correct_test_input")]
     if missing:
         raise ValueError(f"archive lacks column(s) {missing}")
-    rows = archive.select([col for col in columns if col in archive.column_names]).to_pylist()
+    by_task = _TaskRows(archive.select([col for col in columns if col in archive.column_names]), tasks)
+    unknown = archive.num_rows - by_task.table.num_rows
     if not use_test:
         tasks = {tid: _hide_test(t) for tid, t in tasks.items()}
-
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    unknown = 0
-    for r in rows:
-        if r["task_id"] in tasks:
-            by_task.setdefault(r["task_id"], []).append(r)
-        else:
-            unknown += 1
 
     dropped = {f: 0 for f in FILTERS}
     kept_total = 0
@@ -187,7 +204,7 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
     want_sample, want_refine = mode in ("sample", "both"), mode in ("refine", "both")
     bins_ok = PARENT_BINS[use_test]
 
-    for tid in sorted(by_task):
+    for tid in by_task:
         task, task_rows = tasks[tid], by_task[tid]
         kept = []
         for r in task_rows:
@@ -251,10 +268,10 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
     examples = samples + refines
     stats: dict[str, Any] = {
         "config": dict(c),
-        "rows": len(rows),
+        "rows": archive.num_rows,
         "rows_unknown_task": unknown,
         "tasks": len(by_task),
-        "filters": {"programs": sum(len(v) for v in by_task.values()), "kept": kept_total, "dropped": dropped},
+        "filters": {"programs": by_task.table.num_rows, "kept": kept_total, "dropped": dropped},
         "examples": {"sample": len(samples), "refine": len(refines), "total": len(examples)},
         "per_task": {k: _spread(v) for k, v in per_task.items()},
         "sample": sample_stats,
