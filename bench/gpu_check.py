@@ -1,12 +1,13 @@
 """CUDA smoke check of the finetune and generation paths (run on a GPU machine; no vLLM or hub access needed).
 
-    python bench/gpu_check.py --model DIR --examples FILE.jsonl [--out DIR]
+    python bench/gpu_check.py --model DIR --examples FILE.jsonl [--out DIR] [--arch qwen7b --recipes paper]
 
 DIR holds a model's config and tokenizer (weights optional: without them the architecture is built with random
 weights, enough to exercise every CUDA path). FILE is a train job's examples.jsonl (real hindsight examples).
-Runs soar.finetune.finetune twice on CUDA, with the CPU-sized recipe (finetune=cpu_tiny) and with the paper recipe
+Runs soar.finetune.finetune on CUDA with the CPU-sized recipe (finetune=cpu_tiny) and the paper recipe
 (finetune=paper: rsLoRA r=256, gradient checkpointing, bf16 weights), then generates with the merged model through
-the transformers engine. Prints one RESULT line per check.
+the transformers engine. `--arch qwen7b` builds Qwen2.5-Coder-7B's shape instead (random weights, DIR's
+tokenizer) to time the paper recipe at the paper's scale. Prints one RESULT line per check.
 """
 from __future__ import annotations
 
@@ -28,17 +29,31 @@ from soar.finetune.data import read_examples
 CONF = Path(__file__).resolve().parents[1] / "conf" / "finetune"
 
 
-def model_dir(src: Path, work: Path) -> Path:
-    """`src` itself when it has weights, else a copy with random bf16 weights of the same architecture."""
-    if any(src.glob("*.safetensors")):
-        return src
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+# Qwen2.5-Coder-7B-Instruct's shape (the paper's main model), for timing the paper recipe at scale
+QWEN_7B = {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+           "num_key_value_heads": 4, "max_position_embeddings": 32768, "rope_theta": 1_000_000.0,
+           "rms_norm_eps": 1e-6, "tie_word_embeddings": False}
 
+
+def model_dir(src: Path, work: Path, arch: str) -> Path:
+    """`src` itself when it has weights (and arch=src), else random bf16 weights of the architecture: src's own,
+    or qwen7b = Qwen2.5-Coder-7B's shape with src's tokenizer (its vocabulary)."""
+    if arch == "src" and any(src.glob("*.safetensors")):
+        return src
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Qwen2Config
+
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    config = AutoConfig.from_pretrained(src) if arch == "src" else Qwen2Config(
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        **QWEN_7B)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(src), dtype=torch.bfloat16)
-    out = work / "random-model"
+    with torch.device("cuda"):  # initialise on the GPU: seconds instead of minutes at 7B
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    out = work / f"random-{arch}"
     model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(src).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    del model
+    torch.cuda.empty_cache()
     return out
 
 
@@ -57,7 +72,8 @@ def check_finetune(name: str, base: Path, examples: list, work: Path) -> Path:
     m = finetune(examples, ft, work / name)
     print(f"RESULT finetune_{name} device={m['device']} precision={m['precision']} steps={m['steps']} "
           f"lora_r={ft.lora.r} grad_ckpt={ft.gradient_checkpointing} loss_first={m['train_loss_first_step']:.4f} "
-          f"loss_last={m['train_loss_last_step']:.4f} tok_s={m['tokens_per_s']:.0f} "
+          f"loss_last={m['train_loss_last_step']:.4f} tokens={m['n_tokens']} train_s={m['train_seconds']:.1f} "
+          f"tok_s={m['tokens_per_s']:.0f} "
           f"peak_gb={torch.cuda.max_memory_allocated() / 2**30:.2f} merge_s={m['merge_seconds']:.1f}", flush=True)
     return work / name / "merged"
 
@@ -81,6 +97,9 @@ def main() -> None:
     p.add_argument("--examples", type=Path, required=True)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--n", type=int, default=64, help="examples per finetune")
+    p.add_argument("--arch", choices=("src", "qwen7b"), default="src", help="architecture to build (random weights)")
+    p.add_argument("--recipes", default="cpu_tiny,paper", help="finetune configs to run, comma-separated")
+    p.add_argument("--no-generate", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not torch.cuda.is_available():
@@ -89,10 +108,10 @@ def main() -> None:
           f"bf16 {torch.cuda.is_bf16_supported()}", flush=True)
     examples = read_examples(args.examples)[: args.n]
     work = args.out or Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    base = model_dir(args.model, work)
-    check_finetune("cpu_tiny", base, examples, work)
-    merged = check_finetune("paper", base, examples, work)
-    check_generate(merged, examples)
+    base = model_dir(args.model, work, args.arch)
+    merged = [check_finetune(name, base, examples, work) for name in args.recipes.split(",")][-1]
+    if not args.no_generate:
+        check_generate(merged, examples)
 
 
 if __name__ == "__main__":
