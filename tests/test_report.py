@@ -16,7 +16,7 @@ from soar.data import load_split
 from soar.report import build_report
 from soar.report.__main__ import main
 from soar.report.grids import ARC_COLORS
-from soar.report.programs import best_programs
+from soar.report.programs import best_programs, oracle_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLAY = ["model=replay", "data=arc_agi_1", "logger=none", "execution.timeout_s=0.5"]
@@ -79,7 +79,7 @@ def test_search_run_report(search_report: Path) -> None:
     for tid in json.loads((run / "tasks.json").read_text()):
         assert tid in html  # the per-task table names every task
     srcs = images(html)
-    assert "vote_vs_oracle.png" in srcs
+    assert "vote_vs_oracle.png" in srcs and "search_curves.png" in srcs
     assert "iterations.png" not in srcs and "sample_vs_refine.png" not in srcs  # no loop, no LLM search
     grids = [s for s in srcs if s.startswith("grids/")]
     assert len(grids) == 3 + 1  # 3 of the 11 solved tasks, the 1 unsolved (e9afcf9a)
@@ -87,6 +87,10 @@ def test_search_run_report(search_report: Path) -> None:
     for src in srcs:
         check_png(search_report / src)
     assert "unsolved: 1 of 1 shown" in html and "solved: 3 of 11 shown" in html
+    curve = oracle_curve(run)  # the Fig. 5 curve ends at the run's test oracle
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert curve.test[-1] == pytest.approx(metrics["test_oracle"]) and curve.train[-1] == pytest.approx(
+        metrics["train_oracle"]) and curve.test == sorted(curve.test) and curve.k[0] == 1
     best = best_programs(run)["6150a2bd"]
     assert best.train_acc == 1.0 and "np.rot90(np.array(grid), 2)" in best.code
     assert "np.rot90(np.array(grid), 2)" in html  # the best program's code under its grid

@@ -8,6 +8,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: no global backend state; PNGs are drawn by Agg
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from soar.report.programs import oracle_curve
 from soar.report.runs import SETS, Run
 
 CURVE_METRICS = ("vote_pass2", "test_oracle", "train_oracle", "valid_rate", "mean_train_acc")  # fractions
@@ -83,6 +84,26 @@ def sample_vs_refine(runs: list[Run], path: Path) -> bool:
     return _save(fig, path)
 
 
+def search_curves(runs: list[Run], path: Path) -> bool:
+    """The paper's Fig. 5: tasks with a correct program among the first k programs per task, per search stage."""
+    sets = [name for name in SETS if any(name == n for r in runs for _, n, _ in r.stages())]
+    curves = [(i, it, name, oracle_curve(s.path)) for i, r in enumerate(runs) for it, name, s in r.stages()]
+    curves = [c for c in curves if c[3] is not None]
+    if not curves:
+        return False
+    fig = Figure(figsize=(6 * len(sets), 4.5), layout="constrained")
+    styles = ("-", "--", ":", "-.")
+    for ax, name in zip(fig.subplots(1, len(sets), squeeze=False)[0], sets):
+        for i, it, _, c in (c for c in curves if c[2] == name):
+            label = f"{short(runs[i].label, 40)}{'' if it is None else f' iter{it}'}"
+            y, what = (c.test, "test") if c.test is not None else (c.train, "train")
+            ax.plot(c.k, y, color=color(i), linestyle=styles[(it or 0) % len(styles)], label=f"{label} ({what})")
+        ax.set(title=f"{name} tasks: solved by some program among the first k", xlabel="programs per task (k)")
+        _fraction_axis(ax)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def vote_vs_oracle(runs: list[Run], path: Path) -> bool:
     """vote pass@2 against the test oracle per run, iteration and task set; the distance to the diagonal is the gap."""
     fig = Figure(figsize=(6.5, 5.5), layout="constrained")
@@ -132,6 +153,9 @@ def train_loss(runs: list[Run], path: Path) -> bool:
 
 FIGURES = (  # file name, function, caption
     ("iterations.png", iteration_curves, "Vote pass@2, test oracle and train oracle against iteration (loops)."),
+    ("search_curves.png", search_curves,
+     "Tasks solved (test oracle; train oracle without test outputs) among the first k programs of each task, in "
+     "generation order: the paper's Fig. 5 (search alone saturates; learning moves the curve up)."),
     ("sample_vs_refine.png", sample_vs_refine,
      "Sampled programs alone (light) vs sampling + REX refinement (dark): the paper's sample vs sample+refine."),
     ("vote_vs_oracle.png", vote_vs_oracle,

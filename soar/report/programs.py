@@ -41,6 +41,42 @@ def best_programs(search_dir: Path) -> dict[str, Best]:
     return {tid: b for tid, (_, b) in best.items()}
 
 
+@dataclass(frozen=True)
+class OracleCurve:
+    """Fraction of tasks with a train-perfect / fully test-correct program among their first k programs."""
+    k: list[int]
+    train: list[float]
+    test: list[float] | None  # None when the test outputs are unknown
+
+
+def oracle_curve(search_dir: Path, points: int = 200) -> OracleCurve | None:
+    """The search curve of a run (archive order = generation order within a task); None without an archive."""
+    path = search_dir / "programs.parquet"
+    if not path.is_dir() or not any(path.glob("part-*.parquet")):
+        return None
+    t = read_programs(path, ["train_acc", "correct_test_input"])
+    seen: dict[str, int] = {}
+    first_train: dict[str, int] = {}
+    first_test: dict[str, int] = {}
+    known = True
+    for tid, acc, test in zip(*(t.column(c).to_pylist() for c in ("task_id", "train_acc", "correct_test_input"))):
+        k = seen[tid] = seen.get(tid, 0) + 1
+        if acc == 1.0:
+            first_train.setdefault(tid, k)
+        known = known and test is not None
+        if test and all(test):
+            first_test.setdefault(tid, k)
+    n = max(seen.values(), default=0)
+    if not n:
+        return None
+    ks = sorted({max(1, round(n * i / points)) for i in range(points + 1)})
+
+    def frac(first: dict[str, int]) -> list[float]:
+        return [sum(v <= k for v in first.values()) / len(seen) for k in ks]
+
+    return OracleCurve(ks, frac(first_train), frac(first_test) if known else None)
+
+
 def program_outputs(search_dir: Path, program_ids: list[str]) -> dict[str, list[Output]]:
     """The outputs (train inputs then test inputs) of the given programs, by program id."""
     if not program_ids:
