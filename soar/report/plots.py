@@ -152,7 +152,7 @@ def train_loss(runs: list[Run], path: Path) -> bool:
 
 
 FIGURES = (  # file name, function, caption
-    ("iterations.png", iteration_curves, "Vote pass@2, test oracle and train oracle against iteration (loops)."),
+    ("iterations.png", iteration_curves, "Vote pass@2, test and train oracle, valid rate and mean train accuracy against iteration (loops)."),
     ("search_curves.png", search_curves,
      "Tasks solved (test oracle; train oracle without test outputs) among the first k programs of each task, in "
      "generation order: the paper's Fig. 5 (search alone saturates; learning moves the curve up)."),
