@@ -100,9 +100,10 @@ if __name__ == "__main__":
     engine = VLLMEngine(base, sampling=Sampling(temperature=0.0), lora=adapter, max_lora_rank=8,
                         max_model_len=2048, gpu_memory_utilization=0.1, enforce_eager=True)
     prompt = engine.encode([{"role": "user", "content": "Write a python function that reverses a list."}])
-    with_lora = engine.generate([prompt], n=1, max_tokens=24)[0][0].text
-    engine.lora_request = None
+    lora, engine.lora_request = engine.lora_request, None
     without = engine.generate([prompt], n=1, max_tokens=24)[0][0].text
+    engine.lora_request = lora
+    with_lora = engine.generate([prompt], n=1, max_tokens=24)[0][0].text
     print("RESULT", json.dumps({"with_lora": with_lora, "without": without}))
 """
 
@@ -114,13 +115,13 @@ def test_vllm_serves_a_peft_adapter_through_lora_request(tmp_path: Path) -> None
     from transformers import AutoModelForCausalLM
 
     base = resolve_model(EMBEDDED)
+    torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
                            LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
-    torch.manual_seed(0)
-    with torch.no_grad():  # a freshly initialised adapter is a no-op (B = 0): make it change the model
+    with torch.no_grad():  # a freshly initialised adapter is a no-op (B = 0): make it change the model a lot
         for name, p in model.named_parameters():
             if "lora_B" in name:
-                p.normal_(0, 0.05)
+                p.normal_(0, 0.5)
     model.save_pretrained(tmp_path / "adapter")
     script = tmp_path / "lora.py"
     script.write_text(LORA_SCRIPT)

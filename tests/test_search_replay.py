@@ -149,3 +149,31 @@ def test_replaying_an_archive_keeps_its_lineage(tmp_path: Path) -> None:
     child = got["0/6150a2bd/r0-000000"]
     assert (child["kind"], child["parent_id"], child["train_acc"]) == ("refine", "0/6150a2bd/s000000", 1.0)
     assert got["0/6150a2bd/s000000"]["kind"] == "sample"
+
+
+def test_pool_votes_over_several_runs_without_running_them_again(tmp_path: Path) -> None:
+    """model=pool (the paper's Table 6 ensemble): every program of the source runs, ids kept unique, one vote."""
+    lines = EXAMPLES.read_text().splitlines()
+    halves = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    halves[0].write_text("\n".join(lines[::2]) + "\n")
+    halves[1].write_text("\n".join(lines[1::2]) + "\n")
+    for i, half in enumerate(halves):
+        search(tmp_path / f"run{i}", f"model.programs={half}", "logger=none")
+    pool = tmp_path / "pool"
+    sources = f"model.archives=[{tmp_path / 'run0'},{tmp_path / 'run1'}]"
+    search(pool, "model=pool", sources, "logger=none")
+    table = ProgramArchive(pool / "programs.parquet").read()
+    parts = [ProgramArchive(tmp_path / f"run{i}" / "programs.parquet").read() for i in (0, 1)]
+    assert table.num_rows == sum(p.num_rows for p in parts)
+    assert sorted(table.column("program_id").to_pylist()) == sorted(
+        f"{i}/{pid}" for i, p in enumerate(parts) for pid in p.column("program_id").to_pylist())
+    search(tmp_path / "whole", "logger=none")  # all the programs in one replay: the same vote as the pool
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    pooled = json.loads((pool / "metrics.json").read_text())
+    for key in ("n_tasks", "n_programs", "test_oracle", "train_oracle", "vote_pass2", "valid_rate"):
+        assert pooled[key] == pytest.approx(whole[key]), key
+    search(pool, "model=pool", sources, "logger=none")  # resumed: nothing appended twice
+    assert ProgramArchive(pool / "programs.parquet").read().num_rows == table.num_rows
+    missing = search(tmp_path / "bad", "model=pool", f"model.archives=[{tmp_path / 'nope'}]", "logger=none",
+                     check=False)
+    assert missing.returncode != 0 and "model.archives[0]" in missing.stderr and "not a search run dir" in missing.stderr

@@ -83,9 +83,15 @@ class ProgramArchive:
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
         """Write `rows` as one new part, atomically. An empty batch writes nothing."""
-        if not rows:
+        if rows:
+            self.append_table(rows_to_table(rows))
+
+    def append_table(self, table: pa.Table) -> None:
+        """Write an archive-schema table (extra columns allowed) as one new part, atomically."""
+        if table.num_rows == 0:
             return
-        table = rows_to_table(rows)
+        if table.schema.names[:len(ARCHIVE_COLUMNS)] != list(ARCHIVE_COLUMNS):
+            raise ValueError(f"table columns {table.schema.names[:len(ARCHIVE_COLUMNS)]} are not the archive's")
         parts = self.parts()
         index = _index(parts[-1]) + 1 if parts else 0
         final = self.path / _PART.format(index)

@@ -12,12 +12,13 @@ from soar.archive import ProgramArchive
 from soar.data import load_split, select_tasks
 from soar.scoring import VOTE_METHODS, summarize
 from soar.search.llm import run_llm
+from soar.search.pool import run_pool
 from soar.search.replay import run_replay
 from soar.search.results import per_task_rows, summary_table, task_results, write_json
 from soar.search.rex import SELECTORS
 from soar.tracking import flatten, tracking
 
-RUNNERS = {"replay": run_replay, "vllm": run_llm, "hf": run_llm}
+RUNNERS = {"replay": run_replay, "pool": run_pool, "vllm": run_llm, "hf": run_llm}
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -50,7 +51,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     with tracking(cfg, "search", run_dir) as tracker:
         throughput = RUNNERS[cfg.model.engine](cfg, split, tasks, archive, tracker)
         table = archive.read()
-        if cfg.model.engine == "replay":  # the file decides which tasks are evaluated
+        if cfg.model.engine in ("replay", "pool"):  # the programs decide which tasks are evaluated
             tasks = {tid: tasks[tid] for tid in dict.fromkeys(table.column("task_id").to_pylist())}
         results = task_results(table, tasks, cfg.scoring)
         metrics = {**summarize(results), **throughput}
