@@ -103,7 +103,7 @@ def plan(cfg: DictConfig, loop_dir: Path, label: str) -> list[Stage]:
     group = loop_group(cfg, loop_dir)
     trainable = "path" in cfg.model  # a replayed search has no weights to swap
     modes = trained_modes(cfg)
-    extra = [a for d in cfg.extra_archives or [] for a in archives_in(Path(d))]
+    extra = [a.resolve() for d in cfg.extra_archives or [] for a in archives_in(Path(d))]
 
     def config(nodes: tuple[str, ...], run_dir: Path, i: int, updates: dict[str, Any]) -> dict[str, Any]:
         c = {k: copy.deepcopy(base[k]) for k in nodes}
