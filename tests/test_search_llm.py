@@ -88,6 +88,12 @@ def test_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode != 0 and "/no/such/model" in proc.stderr and "does not exist" in proc.stderr
+    refiner = subprocess.run(  # the refinement weights are checked before anything is sampled
+        [sys.executable, "search.py", f"hydra.run.dir={tmp_path / 'r'}", "logger=none", "search.refine.model=/no/ref"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert refiner.returncode != 0 and "search.refine.model=/no/ref" in refiner.stderr
+    assert not (tmp_path / "r" / "programs.parquet").exists()
 
 
 LORA_SCRIPT = """

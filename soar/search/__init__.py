@@ -10,6 +10,7 @@ from rich.console import Console
 
 from soar.archive import ProgramArchive
 from soar.data import load_split, select_tasks
+from soar.engines import resolve_model
 from soar.scoring import VOTE_METHODS, summarize
 from soar.search.llm import run_llm
 from soar.search.pool import run_pool
@@ -39,6 +40,11 @@ def check_config(cfg: DictConfig) -> None:
                 raise ValueError(f"search.{phase}.{key}={cfg.search[phase][key]}: must be positive")
     if cfg.search.refine.islands < 1:
         raise ValueError(f"search.refine.islands={cfg.search.refine.islands}: must be >= 1")
+    if cfg.search.refine.model is not None and cfg.search.refine.budget > 0:  # fail now, not after sampling
+        try:
+            resolve_model(str(cfg.search.refine.model))
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"search.refine.model={cfg.search.refine.model}: {e}") from e
 
 
 def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
