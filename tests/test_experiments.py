@@ -278,3 +278,17 @@ def test_an_experiment_sweep_under_submitit_logs_one_wandb_group(tiny_model: Pat
         assert runs[job, "iter0/train_sample"]["config"]["finetune"]["data"]["sample_selection"] == arm
         assert [r["iteration"] for r in runs[job, "."]["history"] if "search/vote_pass2" in r] == [0, 1]
     assert len({r["run"].run_id for r in runs.values()}) == len(runs)
+
+
+def test_a_finetune_learns_from_archives_of_several_splits(base_searches: dict[str, Path]) -> None:
+    """All-train archives next to test-time ones (spec §10): each archive is relabelled against its own split."""
+    from soar.finetune.run import load_examples
+
+    archives = f"finetune.archives=[{base_searches['training']},{base_searches['evaluation']}]"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["data=arc_agi_1", "logger=none", "finetune.data.mode=sample", archives])
+    examples, stats = load_examples(cfg)
+    evaluation = {json.loads(line)["task_id"] for line in
+                  (base_searches["evaluation"].parent / "evaluation.jsonl").read_text().splitlines()}
+    ids = {e.task_id for e in examples}
+    assert ids & evaluation and ids - evaluation and stats["rows_unknown_task"] == 0

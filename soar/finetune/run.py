@@ -320,18 +320,42 @@ def _grouped_padding(data: Any, micro: int, group_size: int | None, seed: int) -
 
 
 # -- the job -------------------------------------------------------------------------------------------------------
+def archive_data(run_dir: Path, default: DictConfig) -> tuple[str, str, str | None]:
+    """(dataset, split, path) a search run searched, from its config (Hydra's copy, else the loop's stage.yaml);
+    `default` (the train job's data) for a run dir without one."""
+    for file in (run_dir / ".hydra" / "config.yaml", run_dir / "stage.yaml"):
+        if file.is_file():
+            data = OmegaConf.load(file).get("data")
+            if data is not None:
+                return data.dataset, data.split, data.path
+    return default.dataset, default.split, default.path
+
+
+def archive_tasks(cfg: DictConfig) -> dict[str, Any]:
+    """The tasks of every archive's own split, together: archives of several splits (e.g. all-train archives next
+    to test-time ones) relabel against the right tasks. A task id with different contents in two splits is an
+    error."""
+    from soar.data import load_split
+
+    tasks: dict[str, Any] = {}
+    for data in dict.fromkeys(archive_data(Path(d), cfg.data) for d in cfg.finetune.archives):
+        for tid, task in load_split(*data).items():
+            if tasks.setdefault(tid, task) != task:
+                raise ValueError(f"finetune.archives: task {tid} differs between the archives' splits ({data})")
+    return tasks
+
+
 def load_examples(cfg: DictConfig) -> tuple[list[Any], dict[str, Any]]:
     """Examples from the configured archives via soar.hindsight.build_examples."""
     import pyarrow as pa
 
     from soar.archive import ProgramArchive
-    from soar.data import load_split
     from soar.hindsight import HINDSIGHT_COLUMNS, build_examples
 
     tables = [ProgramArchive(Path(d) / "programs.parquet").read(HINDSIGHT_COLUMNS) for d in cfg.finetune.archives]
     table = pa.concat_tables(tables, promote_options="default")
-    tasks = load_split(cfg.data.dataset, cfg.data.split, cfg.data.path)
-    return build_examples(table, tasks, OmegaConf.to_container(cfg.finetune.data, resolve=True), seed=cfg.seed)
+    return build_examples(table, archive_tasks(cfg), OmegaConf.to_container(cfg.finetune.data, resolve=True),
+                          seed=cfg.seed)
 
 
 def no_examples_message(cfg: DictConfig, stats: dict[str, Any]) -> str:
