@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -251,7 +252,9 @@ def finetune(examples: Sequence[ChatLike], ft: DictConfig, run_dir: Path, *, see
     if resume_from:
         log.info("finetune: resuming from %s", resume_from)
     t_fit = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+    with warnings.catch_warnings():  # the epoch position is restored with the module (data.EpochProgress)
+        warnings.filterwarnings("ignore", message=".*ended before the epoch ended and your dataloader is not resumable")
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
     fit_seconds = time.perf_counter() - t_fit
     if trainer.interrupted:
         raise RuntimeError(f"finetune interrupted; re-run in {run_dir} to resume from its last checkpoint")
