@@ -83,10 +83,11 @@ def archives_in(path: Path) -> list[Path]:
     return sorted((d for d in path.glob("iter*/search") if finished(d)), key=lambda d: int(d.parent.name[4:]))
 
 
-def trained_modes(cfg: DictConfig) -> list[str]:
-    """The finetune data modes of the models the searches after iteration 0 use (TTT trains on sampling data)."""
-    modes = {"sample" if cfg.ttt else cfg.models[p] for p in ("sample", "refine") if cfg.models[p] != "base"}
-    return sorted(modes)
+def trained_mode(cfg: DictConfig, phase: str) -> str | None:
+    """The finetune data mode of the model that runs `phase` after iteration 0; None for the base model (TTT
+    trains on sampling data only)."""
+    choice = cfg.models[phase]
+    return None if choice == "base" else "sample" if cfg.ttt else choice
 
 
 def loop_group(cfg: DictConfig, loop_dir: Path) -> str:
@@ -102,7 +103,7 @@ def plan(cfg: DictConfig, loop_dir: Path, label: str) -> list[Stage]:
     meta = {**{k: base[k] for k in LOOP_KEYS}, "dir": str(loop_dir), "label": label}
     group = loop_group(cfg, loop_dir)
     trainable = "path" in cfg.model  # a replayed search has no weights to swap
-    modes = trained_modes(cfg)
+    modes = sorted({m for phase in ("sample", "refine") if (m := trained_mode(cfg, phase))})
     extra = [a.resolve() for d in cfg.extra_archives or [] for a in archives_in(Path(d))]
 
     def config(nodes: tuple[str, ...], run_dir: Path, i: int, updates: dict[str, Any]) -> dict[str, Any]:
@@ -121,10 +122,10 @@ def plan(cfg: DictConfig, loop_dir: Path, label: str) -> list[Stage]:
 
     def weights(i: int, phase: str) -> str | None:
         """The merged model dir that `phase` uses in iteration i (None: the loop's own model)."""
-        choice = cfg.models[phase]
-        if i == 0 or choice == "base" or not trainable:
+        mode = trained_mode(cfg, phase)
+        if i == 0 or mode is None or not trainable:
             return None
-        return str(loop_dir / f"iter{i - 1}" / f"train_{'sample' if cfg.ttt else choice}" / "merged")
+        return str(loop_dir / f"iter{i - 1}" / f"train_{mode}" / "merged")
 
     stages: list[Stage] = []
     for i in range(cfg.iterations):

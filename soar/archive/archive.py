@@ -70,6 +70,12 @@ def _index(part: Path) -> int:
     return int(part.stem.split("-")[1])
 
 
+def committed_parts(path: Path) -> list[Path]:
+    """The committed part files of the archive at `path`, in append order (numeric, so part-1000000 follows
+    part-999999). Read-only: safe on another run's archive, even one still being written."""
+    return sorted(Path(path).glob("part-*.parquet"), key=_index)
+
+
 class ProgramArchive:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -78,8 +84,7 @@ class ProgramArchive:
             tmp.unlink()
 
     def parts(self) -> list[Path]:
-        """Committed part files, in append order (numeric, so part-1000000 follows part-999999)."""
-        return sorted(self.path.glob("part-*.parquet"), key=_index)
+        return committed_parts(self.path)
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
         """Write `rows` as one new part, atomically. An empty batch writes nothing."""

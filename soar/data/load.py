@@ -106,6 +106,17 @@ def _grid(obj: object, where: str) -> Grid:
     return grid
 
 
+def searched_split(run_dir: Path) -> tuple[str, str, str | None] | None:
+    """(dataset, split, path) that the search run in `run_dir` was given, from its composed config (Hydra's copy,
+    else the stage.yaml soar.loop wrote); None for a run dir without one."""
+    from omegaconf import OmegaConf
+
+    for file in (run_dir / ".hydra" / "config.yaml", run_dir / "stage.yaml"):
+        if file.is_file() and (data := OmegaConf.load(file).get("data")) is not None:
+            return data.dataset, data.split, data.path
+    return None
+
+
 def select_tasks(tasks: dict[str, Task], ids: Sequence[str] | None = None, limit: int | None = None) -> list[Task]:
     """The tasks to run: `ids` in the given order (duplicates dropped; a lone string is one id), else all
     by id; then, with `limit`, the `limit` tasks with the shortest rendered prompt (format_task length,

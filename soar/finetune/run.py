@@ -323,25 +323,15 @@ def _grouped_padding(data: Any, micro: int, group_size: int | None, seed: int) -
 
 
 # -- the job -------------------------------------------------------------------------------------------------------
-def archive_data(run_dir: Path, default: DictConfig) -> tuple[str, str, str | None]:
-    """(dataset, split, path) a search run searched, from its config (Hydra's copy, else the loop's stage.yaml);
-    `default` (the train job's data) for a run dir without one."""
-    for file in (run_dir / ".hydra" / "config.yaml", run_dir / "stage.yaml"):
-        if file.is_file():
-            data = OmegaConf.load(file).get("data")
-            if data is not None:
-                return data.dataset, data.split, data.path
-    return default.dataset, default.split, default.path
-
-
 def archive_tasks(cfg: DictConfig) -> dict[str, Any]:
     """The tasks of every archive's own split, together: archives of several splits (e.g. all-train archives next
     to test-time ones) relabel against the right tasks. A task id with different contents in two splits is an
     error."""
-    from soar.data import load_split
+    from soar.data import load_split, searched_split
 
+    default = (cfg.data.dataset, cfg.data.split, cfg.data.path)  # for run dirs without a config of their own
     tasks: dict[str, Any] = {}
-    for data in dict.fromkeys(archive_data(Path(d), cfg.data) for d in cfg.finetune.archives):
+    for data in dict.fromkeys(searched_split(Path(d)) or default for d in cfg.finetune.archives):
         for tid, task in load_split(*data).items():
             if tasks.setdefault(tid, task) != task:
                 raise ValueError(f"finetune.archives: task {tid} differs between the archives' splits ({data})")

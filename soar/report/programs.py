@@ -4,14 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from omegaconf import OmegaConf
 
-from soar.archive import read_programs, row_outputs
-from soar.data import Task, load_split
+from soar.archive import committed_parts, read_programs, row_outputs
+from soar.data import Task, load_split, searched_split
 from soar.execution.outcome import Output
 
 OUTPUT_COLUMNS = ["program_id", "predicted_train_output", "predicted_test_output", "error"]
@@ -28,7 +26,7 @@ class Best:
 def best_programs(search_dir: Path) -> dict[str, Best]:
     """Per task: highest train accuracy, then most test inputs right, then shortest code. {} without an archive."""
     path = search_dir / "programs.parquet"
-    if not path.is_dir() or not any(path.glob("part-*.parquet")):
+    if not committed_parts(path):
         return {}
     t = read_programs(path, ["program_id", "train_acc", "correct_test_input"])
     best: dict[str, tuple[tuple[float, int, int], Best]] = {}
@@ -52,7 +50,7 @@ class OracleCurve:
 def oracle_curve(search_dir: Path, points: int = 200) -> OracleCurve | None:
     """The search curve of a run (archive order = generation order within a task); None without an archive."""
     path = search_dir / "programs.parquet"
-    if not path.is_dir() or not any(path.glob("part-*.parquet")):
+    if not committed_parts(path):
         return None
     t = read_programs(path, ["train_acc", "correct_test_input"])
     seen: dict[str, int] = {}
@@ -94,6 +92,7 @@ def _split(dataset: str, split: str, path: str | None) -> dict[str, Task]:
 def run_tasks(search_dir: Path) -> dict[str, Task]:
     """The tasks a search run was given, from its composed config's data.dataset/split/path (Hydra's copy, else
     the stage.yaml a loop wrote)."""
-    configs = [search_dir / ".hydra" / "config.yaml", search_dir / "stage.yaml"]
-    data: Any = OmegaConf.load(next((c for c in configs if c.is_file()), configs[0])).data
-    return _split(data.dataset, data.split, data.path)
+    data = searched_split(search_dir)
+    if data is None:
+        raise FileNotFoundError(f"{search_dir}: no .hydra/config.yaml or stage.yaml naming the tasks it searched")
+    return _split(*data)

@@ -18,7 +18,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from soar.archive import ARCHIVE_COLUMNS, ProgramArchive
+from soar.archive import ARCHIVE_COLUMNS, ProgramArchive, committed_parts
 from soar.data import Task
 from soar.tracking import Tracker
 
@@ -30,7 +30,7 @@ def source_parts(archives: list[str]) -> list[tuple[str, Path]]:
         path = Path(to_absolute_path(str(d))) / "programs.parquet"
         if not path.is_dir():
             raise FileNotFoundError(f"model.archives[{k}]={d}: no programs.parquet (not a search run dir)")
-        parts += [(f"{k}:{p.name}", p) for p in ProgramArchive(path).parts()]
+        parts += [(f"{k}:{p.name}", p) for p in committed_parts(path)]  # read-only: sources may still run
     return parts
 
 
