@@ -14,11 +14,13 @@ labelled positions only; AdamW step per micro-batch of `--micro` examples) under
               pipeline; padding to max_seq_len would be slower still).
 The arms take turns, one micro-batch each (so other load on the machine hits both alike), until each has trained
 `--seconds` or finished its epoch; each arm's first micro-batch is an untimed warm-up. tokens/s counts real
-(non-pad) tokens only, over the time spent in that arm's steps. `--arms ours --precision fp32,bf16` compares
-precisions instead. Peak memory: process max RSS on CPU, torch.cuda.max_memory_allocated on GPU.
+(non-pad) tokens only, over the time spent in that arm's steps. `--precision auto` (default) is the finetune's own
+choice for this machine (soar.hardware: bf16 where it is native, else fp32); `--arms ours --precision fp32,bf16`
+compares precisions instead. Peak memory: process max RSS on CPU, torch.cuda.max_memory_allocated on GPU.
 
-Run: .venv/bin/python bench/finetune.py [--n 48 --micro 2 --max-seq-len 2048 --seconds 90 --precision bf16]
-The last line is `RESULT finetune ours_tok_s=<x> baseline_tok_s=<y> ratio=<x/y> peak_mem_gb=<z>` (target ratio >= 1.5).
+Run: .venv/bin/python bench/finetune.py [--n 48 --micro 2 --max-seq-len 2048 --seconds 90 --precision auto]
+The last line is `RESULT finetune ours_tok_s=<x> baseline_tok_s=<y> ratio=<x/y> peak_mem_gb=<z> precision=<p>
+hardware="<device, model name, CPU features>"` (target ratio >= 1.5).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from soar.finetune.data import (
     padding_fraction,
     tokenize_examples,
 )
+from soar.hardware import choose_dtype, detect
 from soar.prompts import refinement_messages, sampling_messages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +122,8 @@ def main() -> None:
     ap.add_argument("--micro", type=int, default=2, help="examples per micro-batch (conf/finetune/cpu_tiny.yaml: 2)")
     ap.add_argument("--max-seq-len", type=int, default=2048)
     ap.add_argument("--seconds", type=float, default=90.0, help="timed training per arm")
-    ap.add_argument("--precision", default="bf16", help="fp32 | bf16 | fp16, or a list (fp32,bf16): one arm each")
+    ap.add_argument("--precision", default="auto",
+                    help="auto (soar.hardware's choice) | fp32 | bf16 | fp16, or a list (fp32,bf16): one arm each")
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--arms", default="ours,baseline")
     ap.add_argument("--seed", type=int, default=0)
@@ -131,6 +135,10 @@ def main() -> None:
     from soar.finetune.module import LoraModule
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    hardware = detect(device.type == "cuda")
+    short = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+    args.precision = ",".join(short[choose_dtype("auto", hardware, "--precision")] if p == "auto" else p
+                              for p in args.precision.split(","))
     path = resolve_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     pool = synthetic_examples(args.seed)
@@ -170,7 +178,7 @@ def main() -> None:
     ours = rates.get("ours", arms[0].rate)
     base = rates.get("baseline", arms[-1].rate)
     print(f"RESULT finetune ours_tok_s={ours:.1f} baseline_tok_s={base:.1f} ratio={ours / base:.2f} "
-          f"peak_mem_gb={peak_mem_gb():.2f}")
+          f'peak_mem_gb={peak_mem_gb():.2f} precision={args.precision} hardware="{hardware}"')
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ the search loop keeps once programs are executed, scored and archived.
 The prompts: the real sampling prompts (`sampling_messages` with round 0's few-shot example from the pool of
 examples/arc_agi_1_programs.jsonl) of the `--tasks` ARC-AGI-1 training tasks with the shortest prompts, `--n`
 completions each, temperature 1.0, min_p 0.05, `--max-tokens` new tokens at most, on the embedded
-SmolLM2-135M-Instruct (bfloat16 in both engines; conf/model/smollm2_135m.yaml gives the vLLM settings).
+SmolLM2-135M-Instruct (conf/model/smollm2_135m.yaml gives the vLLM settings; its dtype `auto`, resolved by
+soar.hardware for this machine, is used by both engines), stopping each answer at the end of its code (`--stop-at-code`,
+default: the search=tiny setting) in both engines alike.
 
 (1) vllm: every prompt in one `generate` call. Engine start-up and one short warm-up call are not timed.
 (2) hf: transformers `generate`, one prompt at a time with its n samples as one batch (HFEngine). It is ~10x
@@ -16,8 +18,9 @@ SmolLM2-135M-Instruct (bfloat16 in both engines; conf/model/smollm2_135m.yaml gi
                         / (completions / seconds spent inside `generate`).
 
 Targets (CPU): vllm_vs_hf >= 8, pipeline_efficiency >= 0.85 (execution hides behind generation).
-Run: .venv/bin/python bench/generate.py [--tasks 4 --n 16 --max-tokens 256 --hf-prompts 1 --rounds 2]
-The last line is `RESULT generate vllm_tok_s=<x> hf_tok_s=<y> vllm_vs_hf=<x/y> pipeline_efficiency=<0..1>`.
+Run: .venv/bin/python bench/generate.py [--tasks 4 --n 16 --max-tokens 256 --hf-prompts 1 --rounds 2 --stop-at-code 1]
+The last line is `RESULT generate vllm_tok_s=<x> hf_tok_s=<y> vllm_vs_hf=<x/y> pipeline_efficiency=<0..1> dtype=<d>
+stop_at_code=<0|1> hardware="<device, model name and CPU features>"`.
 """
 from __future__ import annotations
 
@@ -32,9 +35,10 @@ from omegaconf import DictConfig, OmegaConf
 from soar.archive import ProgramArchive
 from soar.data import Task, load_split, select_tasks
 from soar.engines import Sampling, build_engine
-from soar.engines.base import Engine, Metered
+from soar.engines.base import Engine, Metered, StopRule
 from soar.execution import Executor
-from soar.prompts import sampling_messages
+from soar.hardware import detect
+from soar.prompts import code_end, sampling_messages
 from soar.search.fewshot import FewshotPool
 from soar.search.pipeline import Evaluator
 from soar.search.sample import run_sampling
@@ -42,15 +46,17 @@ from soar.search.state import SearchState
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "conf" / "model" / "smollm2_135m.yaml"
+TINY = OmegaConf.load(ROOT / "conf" / "search" / "tiny.yaml")
 FEWSHOT = ROOT / "examples" / "arc_agi_1_programs.jsonl"
 Row = tuple[str, int, int, int, float]  # label, prompts, completions, tokens, seconds
 
 
-def timed_generate(engine: Engine, label: str, prompts: list[list[int]], n: int, max_tokens: int) -> Row:
+def timed_generate(engine: Engine, label: str, prompts: list[list[int]], n: int, max_tokens: int,
+                   stop: StopRule | None) -> Row:
     """One untimed warm-up call on a short prompt, then all `prompts` in one timed call."""
     engine.generate([engine.encode([{"role": "user", "content": "Say hello."}])], 2, 8)
     start = time.perf_counter()
-    out = engine.generate(prompts, n, max_tokens)
+    out = engine.generate(prompts, n, max_tokens, stop=stop)
     seconds = time.perf_counter() - start
     return label, len(prompts), sum(map(len, out)), sum(c.n_tokens for cs in out for c in cs), seconds
 
@@ -59,7 +65,7 @@ def search_loop(engine: Metered, executor: Executor, tasks: dict[str, Task], few
                 args: argparse.Namespace) -> tuple[int, float, float]:
     """Programs archived by the real sampling loop, its wall time including the final drain, and the seconds the
     evaluator thread was busy executing, scoring and archiving."""
-    cfg: DictConfig = OmegaConf.create({"iteration": 0, "search": {"sample": {
+    cfg: DictConfig = OmegaConf.create({"iteration": 0, "search": {"stop_at_code": bool(args.stop_at_code), "sample": {
         "n": args.n, "budget": args.rounds * args.n, "max_tokens": args.max_tokens, "early_stop": 10**9}}})
     state = SearchState()
     with tempfile.TemporaryDirectory(prefix="soar-bench-") as tmp:
@@ -83,7 +89,10 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--hf-prompts", type=int, default=1, help="prompts run through the hf engine")
     parser.add_argument("--rounds", type=int, default=2, help="sampling rounds of the search loop")
+    parser.add_argument("--stop-at-code", type=int, choices=(0, 1), default=int(TINY.stop_at_code),
+                        help="end answers at the end of their code (search.stop_at_code)")
     args = parser.parse_args()
+    stop = code_end if args.stop_at_code else None
 
     tasks = {t.id: t for t in select_tasks(load_split("arc_agi_1", "training"), limit=args.tasks)}
     model = OmegaConf.load(MODEL)
@@ -93,14 +102,14 @@ def main() -> None:
         engine = Metered(build_engine(OmegaConf.merge(model, {"engine": "vllm"}), sampling))
         try:
             prompts = [engine.encode(sampling_messages(t, fewshot.pick(0, t.id))) for t in tasks.values()]
-            vllm = timed_generate(engine.engine, "vllm", prompts, args.n, args.max_tokens)  # not metered
+            vllm = timed_generate(engine.engine, "vllm", prompts, args.n, args.max_tokens, stop)  # not metered
             archived, wall, busy = search_loop(engine, executor, tasks, fewshot, args)
         finally:
             engine.close()
             gc.collect()  # vLLM shuts its engine process down now, not after the RESULT line
     hf_engine = build_engine(OmegaConf.merge(model, {"engine": "hf"}), sampling)
-    hf = timed_generate(hf_engine, f"hf ({model.dtype}, first {args.hf_prompts} prompt(s))",
-                        prompts[: args.hf_prompts], args.n, args.max_tokens)
+    hf = timed_generate(hf_engine, f"hf ({hf_engine.dtype}, first {args.hf_prompts} prompt(s))",
+                        prompts[: args.hf_prompts], args.n, args.max_tokens, stop)
     hf_engine.close()
 
     loop: Row = ("vllm inside the search loop", args.rounds * len(tasks), engine.completions, engine.tokens,
@@ -116,7 +125,8 @@ def main() -> None:
           f"raw generation {engine.completions} completions in {engine.seconds:.1f} s = {raw:.2f} programs/s; "
           f"evaluator busy {busy:.2f} s")
     print(f"RESULT generate vllm_tok_s={vllm_tok_s:.1f} hf_tok_s={hf_tok_s:.1f} vllm_vs_hf={vllm_tok_s / hf_tok_s:.2f} "
-          f"pipeline_efficiency={end_to_end / raw:.3f}", flush=True)
+          f"pipeline_efficiency={end_to_end / raw:.3f} dtype={engine.dtype} stop_at_code={args.stop_at_code} "
+          f'hardware="{detect()}"', flush=True)
 
 
 if __name__ == "__main__":

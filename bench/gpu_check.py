@@ -25,6 +25,8 @@ from soar.engines.base import Sampling
 from soar.engines.hf_engine import HFEngine
 from soar.finetune import finetune
 from soar.finetune.data import read_examples
+from soar.hardware import detect
+from soar.prompts import code_end
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "finetune"
 
@@ -70,7 +72,8 @@ def check_finetune(name: str, base: Path, examples: list, work: Path) -> Path:
     torch.cuda.reset_peak_memory_stats()
     ft = recipe(name, base, len(examples))
     m = finetune(examples, ft, work / name)
-    print(f"RESULT finetune_{name} device={m['device']} precision={m['precision']} steps={m['steps']} "
+    print(f"RESULT finetune_{name} device={m['device']} precision={m['precision']} ({ft.trainer.precision}) "
+          f"steps={m['steps']} "
           f"lora_r={ft.lora.r} grad_ckpt={ft.gradient_checkpointing} loss_first={m['train_loss_first_step']:.4f} "
           f"loss_last={m['train_loss_last_step']:.4f} tokens={m['n_tokens']} train_s={m['train_seconds']:.1f} "
           f"tok_s={m['tokens_per_s']:.0f} "
@@ -79,14 +82,20 @@ def check_finetune(name: str, base: Path, examples: list, work: Path) -> Path:
 
 
 def check_generate(merged: Path, examples: list) -> None:
+    """The transformers engine on CUDA with its default dtype (auto), the stop-at-code rule and the live progress
+    callback of a search (random weights rarely write a closing fence: `stopped` counts the answers it ended)."""
     engine = HFEngine(str(merged), sampling=Sampling(temperature=1.0, min_p=0.05, seed=0), device="cuda")
     prompt = engine.encode(examples[0].messages)
+    calls: list[tuple[int, int]] = []
     t = time.perf_counter()
-    [completions] = engine.generate([prompt], n=16, max_tokens=256)
+    [completions] = engine.generate([prompt], n=16, max_tokens=256, stop=code_end,
+                                    on_progress=lambda tokens, finished: calls.append((tokens, finished)))
     seconds = time.perf_counter() - t
     tokens = sum(c.n_tokens for c in completions)
-    print(f"RESULT generate device={engine.device} dtype={next(engine.model.parameters()).dtype} "
-          f"prompt_tokens={len(prompt)} n=16 tokens={tokens} tok_s={tokens / seconds:.0f}", flush=True)
+    stopped = sum(code_end(c.text) == len(c.text) for c in completions)
+    print(f"RESULT generate device={engine.device} dtype={engine.dtype} (auto on {detect(True)}) "
+          f"weights={next(engine.model.parameters()).dtype} prompt_tokens={len(prompt)} n=16 tokens={tokens} "
+          f"tok_s={tokens / seconds:.0f} progress_calls={len(calls)} stopped={stopped}", flush=True)
     print("sample completion:", json.dumps(completions[0].text[:200]))
     engine.close()
 

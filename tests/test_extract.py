@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import ast
+import json
+from pathlib import Path
 
 import pytest
 
-from soar.prompts import extract_code
+from soar.prompts import code_end, extract_code
 
 FENCE = "```"
 
@@ -222,3 +224,50 @@ def test_unicode_kept() -> None:
 )
 def test_never_raises(answer: object) -> None:
     assert isinstance(extract_code(answer), str)  # type: ignore[arg-type]
+
+
+# -- stop at code (search.stop_at_code): where generation ends, and what that changes ---------------------------------
+REAL_ANSWERS = [json.loads(line) for line in (Path(__file__).parent / "data" / "smollm2_answers.jsonl").open()]
+
+
+@pytest.mark.parametrize("answer", REAL_ANSWERS, ids=[a["why"] for a in REAL_ANSWERS])
+def test_stop_at_code_on_real_smollm2_answers(answer: dict) -> None:
+    """Real answers of the embedded model (search=tiny, stop off), each program read and checked by hand: cut at
+    code_end, the answer extracts to its first transform block; whole, to its last."""
+    text, stop_at = answer["text"], answer["stop_at"]
+    assert code_end(text) == stop_at
+    assert extract_code(text) == answer["program_full"]
+    if stop_at is not None:
+        assert text[:stop_at].endswith(FENCE) and "def transform(" in text[:stop_at]
+        assert extract_code(text[:stop_at]) == answer["program_stop"]
+        assert code_end(text[:stop_at]) == stop_at  # the cut text is complete as it is: generation ends there
+
+
+def test_stop_at_code_keeps_the_first_transform_block_where_extraction_keeps_the_last() -> None:
+    first = f"{FENCE}python\ndef transform(grid):\n    return grid\n{FENCE}"
+    answer = f"Sure:\n{first}\nOr shorter:\n{FENCE}python\ndef transform(grid):\n    return grid[::-1]\n{FENCE}\n"
+    end = code_end(answer)
+    assert answer[:end].endswith(first)
+    assert extract_code(answer[:end]) == "def transform(grid):\n    return grid"
+    assert extract_code(answer) == "def transform(grid):\n    return grid[::-1]"
+
+
+def test_stop_at_code_skips_blocks_without_transform_and_other_languages() -> None:
+    answer = (f"{FENCE}\n[[1, 2]]\n{FENCE}\n{FENCE}bash\npip install numpy\n{FENCE}\n"
+              f"{FENCE}python\ndef helper(x):\n    return x\n{FENCE}\n"
+              f"{FENCE}python\ndef transform(grid):\n    return helper(grid)\n{FENCE}\nThat's all.")
+    assert answer[: code_end(answer)].endswith(f"return helper(grid)\n{FENCE}")
+
+
+def test_stop_at_code_while_the_answer_streams_in() -> None:
+    """Generation checks the text so far: an open block, a half-written fence or a fence in a string goes on."""
+    start = f"{FENCE}python\ndef transform(grid):\n    s = 'x{FENCE}y'\n    return grid\n"
+    assert code_end(start) is None
+    assert code_end(start + "``") is None
+    assert code_end(start + FENCE) == len(start) + 3
+    # a forgotten closing fence: the next opening fence line ends the block, and the cut leaves a closed block
+    forgot = start + f"{FENCE}python\ndef transform(grid):\n    return 1\n"
+    assert code_end(forgot) == len(start) + 3
+    assert extract_code(forgot[: code_end(forgot)]) == extract_code(start + FENCE)
+    # code without fences never stops early: it runs to EOS or max_tokens as before
+    assert code_end("def transform(grid):\n    return grid\n\nprint(transform([[1]]))\n") is None

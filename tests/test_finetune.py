@@ -257,14 +257,17 @@ def test_finetune_trains_saves_merges_resumes_and_skips(tiny_model, tokenizer, t
 def test_paper_configs_pass_the_checks():
     from soar.finetune import check_finetune_config
     from soar.finetune.run import resolve_precision
+    from soar.hardware import Hardware
 
     paper = cfg_for(["finetune=paper"]).finetune
     check_finetune_config(paper)
     assert paper.lora.r == 256 and paper.lora.alpha == 32 and paper.lora.rslora and paper.epochs == 3
     assert paper.batch.size == 32 and paper.optim.weight_decay == 0.05 and paper.optim.warmup_ratio == 0.1
-    assert resolve_precision(paper.trainer.precision, "auto", on_gpu=True) == "bf16-mixed"
-    assert resolve_precision("auto", "32-true", on_gpu=False) == "32-true"
-    assert resolve_precision("auto", "auto", on_gpu=False) in ("bf16-mixed", "32-true")
+    h200, epyc_avx2 = Hardware("cuda", "NVIDIA H200", ("bf16",)), Hardware("cpu", "AMD EPYC", ("avx2",))
+    assert resolve_precision(paper.trainer.precision, h200) == "bf16-mixed"
+    assert resolve_precision("auto", h200) == "bf16-mixed"
+    assert resolve_precision("auto", epyc_avx2) == "32-true"
+    assert resolve_precision("32-true", h200) == "32-true"
 
 
 def test_train_cli_composes():

@@ -24,10 +24,15 @@ SPLIT = load_split("arc_agi_1", "training")
 TASKS = {t: SPLIT[t] for t in ("6150a2bd", "d631b094")}
 
 
+def cut(text: str, stop) -> str:
+    end = stop(text) if stop is not None else None
+    return text if end is None else text[:end]
+
+
 class ScriptedEngine:
     """One "token" per character; `answer(prompt_text)` decides every completion."""
 
-    name = "scripted"
+    name, dtype = "scripted", "float32"
 
     def __init__(self, answer: Callable[[str], str], max_model_len: int = 100_000) -> None:
         self.answer, self.max_model_len = answer, max_model_len
@@ -36,10 +41,14 @@ class ScriptedEngine:
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
         return [ord(c) for c in messages[-1]["content"]]
 
-    def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int) -> list[list[Completion]]:
+    def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop=None,
+                 on_progress=None) -> list[list[Completion]]:
         texts = ["".join(map(chr, p)) for p in prompts]
         self.prompts += texts
-        return [[Completion(self.answer(t), 10) for _ in range(n)] for t in texts]
+        out = [[Completion(cut(self.answer(t), stop), 10) for _ in range(n)] for t in texts]
+        if on_progress is not None:
+            on_progress(10 * n * len(texts), n * len(texts))
+        return out
 
     def close(self) -> None:
         pass
@@ -178,3 +187,24 @@ def test_other_weights_refine_after_the_sampling_engine_is_closed(tmp_path: Path
     assert {r["code"] for r in rows if r["kind"] == "refine"} == {
         "def transform(grid):\n    return [row[::-1] for row in grid[::-1]]"}
     assert out["n_programs_generated"] == 2 * 4 + 2 * 2  # both engines counted
+
+
+def test_the_live_line_shows_rate_running_eta_and_solved(capsys: pytest.CaptureFixture) -> None:
+    """What a user watches during a generate call: it changes with every engine step, not only between rounds."""
+    from soar.search.progress import PhaseProgress
+
+    state = SearchState()
+    with PhaseProgress("sample", total=32, initial=0, max_tokens=100, state=state, n_tasks=2, interval=0) as bar:
+        bar.start_call(16)
+        bar.generating(0, 0)
+        assert "ETA ?" in bar.bar.postfix  # nothing generated yet: no rate to go by
+        bar.generating(160, 0)
+        assert "16 running" in bar.bar.postfix and "solved 0/2 (train 0)" in bar.bar.postfix
+        bar.generating(800, 8)  # 8 finished at 100 tokens each, 8 still running
+        assert bar.bar.n == 8 and "8 running" in bar.bar.postfix and "ETA ?" not in bar.bar.postfix
+        state.update([{"task_id": "t", "kind": "sample", "train_acc": 1.0, "correct_test_input": [True]}])
+        bar.generating(1600, 16)
+        bar.round_done(kept=12, generated=16)  # 4 completions were over the budget
+        assert bar.bar.n == 12 and "running" not in bar.bar.postfix and "solved 1/2 (train 1)" in bar.bar.postfix
+    err = capsys.readouterr().err
+    assert "sample 12/32 programs" in err and "tok/s" in err

@@ -1,4 +1,5 @@
-"""The engine interface: token ids in, n sampled completions per prompt out."""
+"""The engine interface: token ids in, n sampled completions per prompt out, with an optional stop rule and a
+progress callback that sees tokens as they are generated."""
 from __future__ import annotations
 
 import time
@@ -6,11 +7,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+StopRule = Callable[[str], "int | None"]  # text so far -> where to cut it and stop, or None to go on
+OnProgress = Callable[[int, int], None]  # (tokens generated, completions finished) so far in this call
+
 
 @dataclass(frozen=True)
 class Completion:
     text: str
-    n_tokens: int
+    n_tokens: int           # tokens generated: up to EOS, max_tokens or the step where the stop rule fired
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from the prefix cache (0 where the engine has none)
 
 
 @dataclass(frozen=True)
@@ -23,42 +29,56 @@ class Sampling:
 class Engine(Protocol):
     name: str
     max_model_len: int
+    dtype: str  # what it computes in: auto resolved (soar.hardware.choose_dtype)
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
         """The chat-templated prompt (generation prompt added) as token ids."""
         ...
 
-    def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int) -> list[list[Completion]]:
-        """`n` completions for each prompt; all prompts go in one call so the engine can batch them."""
+    def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop: StopRule | None = None,
+                 on_progress: OnProgress | None = None) -> list[list[Completion]]:
+        """`n` completions for each prompt; all prompts go in one call so the engine can batch them. A completion
+        for which `stop(text)` returns an index ends there (its text cut at it). `on_progress` is called as
+        tokens are generated, every engine step or so."""
         ...
 
     def close(self) -> None: ...
 
 
 class Metered:
-    """An engine that counts what it generates and the seconds spent generating."""
+    """An engine that counts what it generates, the prompt tokens it was given (and how many came from the prefix
+    cache) and the seconds spent generating."""
+
+    ZERO = {"tokens": 0, "completions": 0, "prompt_tokens": 0, "cached_tokens": 0, "seconds": 0.0}
 
     def __init__(self, engine: Engine) -> None:
         self.engine: Engine | None = engine
-        self.name, self.max_model_len = engine.name, engine.max_model_len
-        self.tokens = self.completions = 0
+        self.name, self.max_model_len, self.dtype = engine.name, engine.max_model_len, engine.dtype
+        self.tokens = self.completions = self.prompt_tokens = self.cached_tokens = 0
         self.seconds = 0.0
+
+    def counters(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in self.ZERO}
 
     def swap(self, build: Callable[[], Engine]) -> None:
         """Close the current engine first (its memory is needed), then go on counting with `build()`."""
         self.close()
         self.engine = build()
-        self.name, self.max_model_len = self.engine.name, self.engine.max_model_len
+        self.name, self.max_model_len, self.dtype = self.engine.name, self.engine.max_model_len, self.engine.dtype
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
         return self.engine.encode(messages)
 
-    def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int) -> list[list[Completion]]:
+    def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop: StopRule | None = None,
+                 on_progress: OnProgress | None = None) -> list[list[Completion]]:
         start = time.perf_counter()
-        out = self.engine.generate(prompts, n, max_tokens)
+        out = self.engine.generate(prompts, n, max_tokens, stop=stop, on_progress=on_progress)
         self.seconds += time.perf_counter() - start
-        self.completions += sum(len(cs) for cs in out)
-        self.tokens += sum(c.n_tokens for cs in out for c in cs)
+        flat = [c for cs in out for c in cs]
+        self.completions += len(flat)
+        self.tokens += sum(c.n_tokens for c in flat)
+        self.prompt_tokens += sum(c.prompt_tokens for c in flat)
+        self.cached_tokens += sum(c.cached_tokens for c in flat)
         return out
 
     def close(self) -> None:

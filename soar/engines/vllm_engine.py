@@ -14,10 +14,12 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from soar.engines.base import Completion, Sampling
+from soar.engines.base import Completion, OnProgress, Sampling, StopRule
+from soar.hardware import choose_dtype, detect
 
 log = logging.getLogger(__name__)
 TP_KEY = "model.tensor_parallel_size"
@@ -94,6 +96,20 @@ def attention_heads(path: str) -> tuple[int | None, int | None]:
     return heads, cfg.get("num_key_value_heads", heads)
 
 
+@dataclass
+class _Stream:
+    """One completion as its deltas arrive."""
+
+    prompt_tokens: int
+    text: str = ""
+    n_tokens: int = 0
+    cached_tokens: int = 0
+    done: bool = False
+
+    def completion(self) -> Completion:
+        return Completion(self.text, self.n_tokens, self.prompt_tokens, self.cached_tokens)
+
+
 class VLLMEngine:
     name = "vllm"
 
@@ -104,7 +120,7 @@ class VLLMEngine:
         sampling: Sampling,
         lora: str | None = None,
         max_lora_rank: int = 256,
-        dtype: str = "bfloat16",
+        dtype: str = "auto",
         max_model_len: int = 8192,
         tensor_parallel_size: int | str = 1,
         gpu_memory_utilization: float = 0.9,
@@ -124,9 +140,10 @@ class VLLMEngine:
 
         self.max_model_len = max_model_len
         self.sampling = sampling
+        self.dtype = choose_dtype(dtype, detect())
         self.llm = LLM(
             model=path,
-            dtype=dtype,
+            dtype=self.dtype,
             max_model_len=max_model_len,
             tensor_parallel_size=self.tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
@@ -138,6 +155,7 @@ class VLLMEngine:
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.lora_request = None
+        self._calls = 0  # request ids are unique across calls
         if lora is not None:
             from vllm.lora.request import LoRARequest
 
@@ -147,17 +165,53 @@ class VLLMEngine:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
-    def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int) -> list[list[Completion]]:
+    def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop: StopRule | None = None,
+                 on_progress: OnProgress | None = None) -> list[list[Completion]]:
+        """Drives vLLM's engine step by step (what `LLM.generate` does inside) to see tokens as they come: each of
+        the n completions of a prompt is its own request (vLLM fans n out the same way; the prefix cache shares the
+        prompt), streamed as deltas, so `on_progress` sees every step and a completion that `stop` ends is aborted
+        at once."""
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
-        params = SamplingParams(
-            n=n, temperature=self.sampling.temperature, min_p=self.sampling.min_p, max_tokens=max_tokens
-        )
-        outputs = self.llm.generate(
-            [{"prompt_token_ids": list(p)} for p in prompts], params,
-            lora_request=self.lora_request, use_tqdm=False,
-        )
-        return [[Completion(c.text, len(c.token_ids)) for c in out.outputs] for out in outputs]
+        params = SamplingParams(n=1, temperature=self.sampling.temperature, min_p=self.sampling.min_p,
+                                max_tokens=max_tokens, output_kind=RequestOutputKind.DELTA)
+        engine = self.llm.llm_engine
+        inputs = [{"prompt_token_ids": list(ids)} for ids in prompts]
+        render = getattr(self.llm, "_preprocess_cmpl", None)  # newer vLLM renders prompts before adding them
+        streams: dict[str, _Stream] = {}
+        for i, prompt in enumerate(render(inputs) if render else inputs):
+            for j in range(n):
+                rid = f"{self._calls}-{i}-{j}"
+                streams[rid] = _Stream(len(prompts[i]))
+                engine.add_request(rid, prompt, params, lora_request=self.lora_request)
+        self._calls += 1
+        tokens = finished = 0
+        try:
+            while engine.has_unfinished_requests():
+                for out in engine.step():
+                    s = streams[out.request_id]
+                    if s.done:
+                        continue
+                    delta = out.outputs[0]
+                    s.text += delta.text
+                    s.n_tokens += len(delta.token_ids)
+                    tokens += len(delta.token_ids)
+                    s.cached_tokens = out.num_cached_tokens or s.cached_tokens
+                    cut = stop(s.text) if stop is not None and "`" in delta.text else None
+                    if cut is not None:
+                        s.text = s.text[:cut]
+                        engine.abort_request([out.request_id])
+                    if cut is not None or out.finished:
+                        s.done = True
+                        finished += 1
+                if on_progress is not None:
+                    on_progress(tokens, finished)
+        except BaseException:
+            engine.abort_request([rid for rid, s in streams.items() if not s.done])
+            raise
+        values = list(streams.values())
+        return [[values[i * n + j].completion() for j in range(n)] for i in range(len(prompts))]
 
     def close(self) -> None:
         del self.llm

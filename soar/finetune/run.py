@@ -22,11 +22,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from soar.finetune.data import ChatLike, ChatExample, padding_fraction, read_examples, tokenize_examples, write_examples
+from soar.hardware import Hardware, choose_dtype, detect
 from soar.search.results import write_json
 from soar.tracking import NullTracker, Tracker, flatten, tracking
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true")
+LIGHTNING_PRECISION = {"bfloat16": "bf16-mixed", "float16": "16-mixed", "float32": "32-true"}
 
 
 # -- configuration checks ---------------------------------------------------------------------------------------
@@ -64,9 +66,8 @@ def check_finetune_config(ft: DictConfig) -> None:
     for key in ("load_dtype", "save_dtype"):
         if ft[key] not in DTYPES:
             raise ValueError(f"finetune.{key}={ft[key]!r}: allowed: {', '.join(DTYPES)}")
-    for key in ("precision", "cpu_precision"):
-        if str(ft.trainer[key]) not in PRECISIONS:
-            raise ValueError(f"finetune.trainer.{key}={ft.trainer[key]!r}: allowed: {', '.join(PRECISIONS)}")
+    if str(ft.trainer.precision) not in PRECISIONS:
+        raise ValueError(f"finetune.trainer.precision={ft.trainer.precision!r}: allowed: {', '.join(PRECISIONS)}")
     check_quantization(ft.quantization)
     if ft.optim.name == "adamw_8bit":
         import importlib.util
@@ -110,19 +111,15 @@ def is_finished(run_dir: Path) -> bool:
     return all((run_dir / p).exists() for p in ("metrics.json", "adapter/adapter_config.json", "merged/config.json"))
 
 
-def resolve_precision(precision: str, cpu_precision: str, on_gpu: bool) -> str:
-    """`auto`: bf16-mixed on a GPU with bf16 (else 16-mixed); on CPU `cpu_precision`, whose `auto` is bf16-mixed
-    where the CPU has native bf16 (AVX512-BF16 or AMX) and 32-true elsewhere (emulated bf16 is slower)."""
-    import torch
-
-    if precision != "auto":
-        return precision
-    if on_gpu:
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    if cpu_precision != "auto":
-        return cpu_precision
-    native = [getattr(torch.cpu, f, lambda: False) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return "bf16-mixed" if any(f() for f in native) else "32-true"
+def resolve_precision(precision: str, hardware: Hardware) -> str:
+    """`auto`: the Lightning precision of soar's one dtype decision (bf16-mixed where bf16 is native, 16-mixed on a
+    GPU without it, 32-true on a CPU without it); a bf16 precision forced on a CPU without native bf16 warns."""
+    key = "finetune.trainer.precision"
+    if precision == "auto":
+        return LIGHTNING_PRECISION[choose_dtype("auto", hardware, key)]
+    if precision.startswith("bf16"):
+        choose_dtype("bfloat16", hardware, key)
+    return precision
 
 
 def _strategy(value: Any) -> Any:
@@ -206,7 +203,7 @@ def finetune(examples: Sequence[ChatLike], ft: DictConfig, run_dir: Path, *, see
 
     accelerator = ft.trainer.accelerator
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    precision = resolve_precision(str(ft.trainer.precision), str(ft.trainer.cpu_precision), on_gpu)
+    precision = resolve_precision(str(ft.trainer.precision), detect(on_gpu))
     ckpt_dir = run_dir / "checkpoints"
     steps = ft.checkpoint.every_n_steps  # last.ckpt mid-epoch too: a requeued job loses at most that many steps
     checkpoints = [ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:02d}", auto_insert_metric_name=False,
@@ -297,6 +294,7 @@ def finetune(examples: Sequence[ChatLike], ft: DictConfig, run_dir: Path, *, see
         "world_size": world,
         "precision": precision,
         "device": "cuda" if on_gpu else "cpu",
+        "hardware": str(detect(on_gpu)),
         "trainable_params": n_trainable,
         "padding_fraction": sample,
         "train_loss": module.epoch_losses[-1] if module.epoch_losses else None,

@@ -39,6 +39,23 @@ def extract_code(text: str) -> str:
         return ""
 
 
+def code_end(text: str) -> int | None:
+    """Where the answer's first complete program ends: just after the fence that closes its first python block
+    defining `transform` (a line starting with ``` closes it, as in extraction); None while there is none.
+    The stop rule of `search.stop_at_code`: an answer cut there extracts to that block's program, where the whole
+    answer extracts to its last such block (they differ when a later block redefines transform)."""
+    for m in _FENCE.finditer(text):
+        tag, body = m.group(1), m.group(2)
+        if (tag.split() or [""])[0].lower() not in _PYTHON_TAGS or "def transform(" not in body:
+            continue
+        if m.end() > m.end(2):  # closed by its own fence
+            return m.end()
+        if m.end() < len(text):  # closed by the next fence line (its closing fence was forgotten)
+            return m.end() + 3
+        return None  # still open: the text ends inside it
+    return None
+
+
 def _clean(text: str) -> str:
     if not isinstance(text, str):
         return ""

@@ -1,6 +1,7 @@
 """A search run: programs from the configured model, executed, scored, archived, summarised."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,15 +11,17 @@ from rich.console import Console
 
 from soar.archive import ProgramArchive
 from soar.data import load_split, select_tasks
-from soar.engines import resolve_model
+from soar.engines import LLM_ENGINES, resolve_model
+from soar.hardware import DTYPES
 from soar.scoring import VOTE_METHODS, summarize
 from soar.search.llm import run_llm
 from soar.search.pool import run_pool
 from soar.search.replay import run_replay
-from soar.search.results import per_task_rows, summary_table, task_results, write_json
+from soar.search.results import per_task_rows, run_summary, summary_table, task_results, write_json
 from soar.search.rex import SELECTORS
 from soar.tracking import flatten, tracking
 
+log = logging.getLogger(__name__)
 RUNNERS = {"replay": run_replay, "pool": run_pool, "vllm": run_llm, "hf": run_llm}
 
 
@@ -38,6 +41,10 @@ def check_config(cfg: DictConfig) -> None:
         for key in ("budget", "n", "max_tokens"):
             if cfg.search[phase][key] < (0 if key == "budget" else 1):
                 raise ValueError(f"search.{phase}.{key}={cfg.search[phase][key]}: must be positive")
+    if cfg.model.engine in LLM_ENGINES and cfg.model.dtype not in DTYPES:
+        raise ValueError(f"model.dtype={cfg.model.dtype!r}: allowed: {', '.join(DTYPES)}")
+    if not isinstance(cfg.search.get("stop_at_code"), bool):
+        raise ValueError(f"search.stop_at_code={cfg.search.get('stop_at_code')!r}: must be true or false")
     if cfg.search.refine.islands < 1:
         raise ValueError(f"search.refine.islands={cfg.search.refine.islands}: must be >= 1")
     if cfg.search.refine.model is not None and cfg.search.refine.budget > 0:  # fail now, not after sampling
@@ -70,6 +77,15 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         tracker.summary(flatten(metrics, "search"))
         tracker.table("search/tasks", *per_task_rows(results))
         tracker.artifact("programs", "archive", run_dir / "programs.parquet")
-    Console().print(summary_table(results, metrics))
+    console = Console()
+    console.print(summary_table(results, metrics))
+    console.print(run_summary(metrics, results))
+    try:
+        from soar.report import build_report
+
+        print(f"report: {build_report([run_dir], run_dir / 'report')}", flush=True)  # unwrapped: a path to open
+    except Exception as e:  # the run's results are saved: a failed picture must not fail the run
+        log.warning("the HTML report failed (%s: %s); retry with: python -m soar.report %s", type(e).__name__, e,
+                    run_dir)
     return metrics
 

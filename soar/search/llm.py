@@ -13,6 +13,7 @@ from soar.data import Task
 from soar.engines import Sampling, build_engine
 from soar.engines.base import Metered
 from soar.execution import Executor
+from soar.hardware import detect
 from soar.search.fewshot import FewshotPool
 from soar.search.pipeline import Evaluator
 from soar.search.refine import run_refinement
@@ -24,6 +25,23 @@ from soar.tracking import Tracker
 def refine_model(model: DictConfig, path: str) -> DictConfig:
     """The sampling model's engine settings on the refinement weights (`search.refine.model`)."""
     return OmegaConf.merge(model, {"path": str(path), "lora": None})
+
+
+def phase_figures(engine: Metered, before: dict[str, float], programs_s: float) -> dict[str, Any]:
+    """What one phase generated since the counters were `before`: tokens per program and per second, seconds per
+    program (wall), prompt tokens per completion and the share of them served from the prefix cache."""
+    now = engine.counters()
+    d = {k: now[k] - before[k] for k in now}
+    per = (lambda x: x / d["completions"]) if d["completions"] else (lambda x: None)
+    return {
+        "programs": int(d["completions"]),
+        "tokens": int(d["tokens"]),
+        "tokens_per_program": per(d["tokens"]),
+        "tokens_per_s": d["tokens"] / d["seconds"] if d["seconds"] else None,
+        "s_per_program": per(programs_s),
+        "prompt_tokens_per_program": per(d["prompt_tokens"]),
+        "prefix_cache_hit_rate": d["cached_tokens"] / d["prompt_tokens"] if d["prompt_tokens"] else None,
+    }
 
 
 def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], archive: ProgramArchive,
@@ -51,20 +69,27 @@ def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], arc
 
         evaluator.listeners.append(on_rows)
         start = time.perf_counter()
+        phases = {}
         try:
             skipped = run_sampling(cfg, tasks, engine, evaluator, state, fewshot)
             evaluator.drain()
             sample_s = time.perf_counter() - start
+            phases["sample"] = phase_figures(engine, Metered.ZERO, sample_s)
             if s.refine.model is not None and s.refine.budget > 0:  # other weights refine (Table 4)
                 engine.swap(lambda: build_engine(refine_model(cfg.model, s.refine.model), sampling))
+            before = engine.counters()
             skipped += run_refinement(cfg, tasks, archive.read().to_pylist(), engine, evaluator, state,
                                       use_test=use_test)
             evaluator.drain()
+            phases["refine"] = phase_figures(engine, before, time.perf_counter() - start - sample_s)
         finally:
             evaluator.close()
             engine.close()
         wall = time.perf_counter() - start
     return {
+        "hardware": str(detect()),
+        "dtype": engine.dtype,
+        "stop_at_code": bool(s.stop_at_code),
         "n_prompts_skipped": skipped,
         "n_programs_generated": engine.completions,
         "tokens_generated": engine.tokens,
@@ -74,4 +99,5 @@ def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], arc
         "execution_s": evaluator.busy_s,
         "sample_s": sample_s,
         "wall_s": wall,
+        "phases": phases,
     }

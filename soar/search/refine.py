@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from soar.archive import row_outputs
 from soar.data import Task
 from soar.engines.base import Engine
-from soar.prompts import extract_code, refinement_messages
+from soar.prompts import code_end, extract_code, refinement_messages
 from soar.search.pipeline import Evaluator
+from soar.search.progress import PhaseProgress
 from soar.search.rex import Arm, RefinementPool, accuracy_bin
 from soar.search.state import SearchState
 
@@ -83,7 +83,8 @@ def run_refinement(
     evaluator.listeners.append(join)
     skipped: set[tuple[str, int]] = set()
     total = sum(per_island for t in tasks for pool in pools[t] if len(pool))
-    with tqdm(total=total, initial=sum(done.values()), desc="refine", unit="prog") as bar:
+    stop = code_end if cfg.search.stop_at_code else None
+    with PhaseProgress("refine", total, sum(done.values()), r.max_tokens, state, len(tasks)) as bar:
         while True:
             active = [(t, k) for t in tasks for k in range(r.islands)
                       if len(pools[t][k]) and done[(t, k)] < per_island and (t, k) not in skipped
@@ -101,7 +102,8 @@ def run_refinement(
                 parents.append((t, k, parent["program_id"]))
             if not prompts:
                 break
-            completions = engine.generate(prompts, r.n, r.max_tokens)
+            bar.start_call(len(prompts) * r.n)
+            completions = engine.generate(prompts, r.n, r.max_tokens, stop=stop, on_progress=bar.generating)
             programs = []
             for (t, k, parent_id), cs in zip(parents, completions):
                 for c in cs[: per_island - done[(t, k)]]:
@@ -109,6 +111,5 @@ def run_refinement(
                                      "parent_id": parent_id, "code": extract_code(c.text), "text": c.text})
                     done[(t, k)] += 1
             evaluator.submit("refine", programs)
-            bar.update(len(programs))
-            bar.set_postfix(train_solved=len(state.train_solved))
+            bar.round_done(len(programs), len(prompts) * r.n)
     return len(skipped)

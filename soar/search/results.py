@@ -61,6 +61,26 @@ def summary_table(results: Sequence[TaskResult], metrics: dict[str, Any], max_ro
     return table
 
 
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def run_summary(metrics: dict[str, Any], results: Sequence[TaskResult]) -> str:
+    """The run on one screen: tasks solved, programs, valid rate, time and generation speed, on what hardware."""
+    n = metrics["n_tasks"]
+    count = lambda key: sum(1 for r in results if getattr(r, key) == 1)  # noqa: E731
+    lines = [f"[bold]{count('vote_pass2')}/{n} tasks solved[/bold] (vote pass@2) · test oracle {count('test_oracle')}/{n}"
+             f" · train oracle {count('train_oracle')}/{n}",
+             f"{metrics['n_programs']} programs · {_pct(metrics['valid_rate'])} valid"]
+    if "wall_s" in metrics:  # an LLM search
+        wall, sample = metrics["wall_s"], metrics["sample_s"]
+        speed = f"{metrics['tokens_per_s']:.0f} tok/s" if metrics.get("tokens_per_s") else "-"
+        lines[1] += f" · {metrics['tokens_generated'] / max(metrics['n_programs_generated'], 1):.0f} tokens/program"
+        lines += [f"{_minutes(wall)} searching (sample {_minutes(sample)}, refine {_minutes(wall - sample)}) · {speed}",
+                  f"{metrics['dtype']} on {metrics['hardware']}"]
+    return "\n".join(lines)
+
+
 def per_task_rows(results: Sequence[TaskResult]) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows of the per-task table logged to the tracker."""
     cols = ["task_id", "n_programs", "valid_rate", "mean_train_acc", "train_oracle", "test_oracle", "vote_pass2"]

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from omegaconf import DictConfig
-from tqdm import tqdm
-
 from soar.data import Task
 from soar.engines.base import Engine
-from soar.prompts import extract_code, sampling_messages
+from soar.prompts import code_end, extract_code, sampling_messages
 from soar.search.fewshot import FewshotPool
 from soar.search.pipeline import Evaluator
+from soar.search.progress import PhaseProgress
 from soar.search.state import SearchState
 
 
@@ -24,7 +23,8 @@ def run_sampling(
     done = {t: state.programs[(t, "sample")] for t in tasks}
     skipped: set[str] = set()
     round_index = min(done.values(), default=0) // s.n
-    with tqdm(total=s.budget * len(tasks), initial=sum(done.values()), desc="sample", unit="prog") as bar:
+    stop = code_end if cfg.search.stop_at_code else None
+    with PhaseProgress("sample", s.budget * len(tasks), sum(done.values()), s.max_tokens, state, len(tasks)) as bar:
         while active := [t for t in tasks if done[t] < s.budget and t not in skipped
                          and state.perfect[(t, "sample")] < s.early_stop]:
             prompts = {}
@@ -36,7 +36,9 @@ def run_sampling(
                     prompts[t] = ids
             if not prompts:
                 break
-            completions = engine.generate(list(prompts.values()), s.n, s.max_tokens)
+            bar.start_call(len(prompts) * s.n)
+            completions = engine.generate(list(prompts.values()), s.n, s.max_tokens, stop=stop,
+                                          on_progress=bar.generating)
             programs = []
             for t, cs in zip(prompts, completions):
                 for c in cs[: s.budget - done[t]]:
@@ -44,7 +46,6 @@ def run_sampling(
                                      "code": extract_code(c.text), "text": c.text})
                     done[t] += 1
             evaluator.submit("sample", programs)
-            bar.update(len(programs))
-            bar.set_postfix(train_solved=len(state.train_solved))
+            bar.round_done(len(programs), len(prompts) * s.n)
             round_index += 1
     return len(skipped)
