@@ -98,19 +98,20 @@ def main() -> None:
         return s.valid, s.train_acc
 
     n = len(answers)
-    closed = [a for a in answers if code_end(a["text"]) is not None]
+    for a in answers:
+        a["end"] = code_end(a["text"])
+        a["kind"] = None if a["end"] is not None else never_closed_kind(a["text"], len(a["ids"]), a["max_tokens"])
+    closed = [a for a in answers if a["end"] is not None]
     print(f"{n} answers from {len(args.run_dirs)} run(s), {len(tasks)} tasks; tokens re-counted with the model's "
           "tokenizer")
     print(f"closed a python block defining transform: {len(closed)} ({100 * len(closed) / n:.0f}%)")
-    after = sum(len(a["text"]) - code_end(a["text"]) for a in closed)
+    after = sum(len(a["text"]) - a["end"] for a in closed)
     print(f"  text after that block: {100 * after / max(sum(len(a['text']) for a in closed), 1):.0f}% of their "
           "characters")
-    kinds = Counter(never_closed_kind(a["text"], len(a["ids"]), a["max_tokens"]) for a in answers
-                    if code_end(a["text"]) is None)
+    kinds = Counter(a["kind"] for a in answers if a["kind"] is not None)
     print(f"never closed one: {n - len(closed)}")
     for kind, k in kinds.most_common():
-        valid = sum(a["valid"] for a in answers if code_end(a["text"]) is None
-                    and never_closed_kind(a["text"], len(a["ids"]), a["max_tokens"]) == kind)
+        valid = sum(a["valid"] for a in answers if a["kind"] == kind)
         print(f"  {k:4d}  {kind}  ({valid} valid programs)")
 
     print(f"\n{'rule':34s} {'tokens/answer':>13s} {'saved':>6s} {'changed':>8s} {'valid':>6s} {'mean train acc':>14s} "

@@ -59,11 +59,16 @@ def detect(gpu: bool | None = None) -> Hardware:
     return Hardware("cpu", _cpu_name(), tuple(name for name, probe in probes.items() if probe()))
 
 
+def check_dtype(requested: str, key: str = "model.dtype") -> None:
+    """An unknown value is an error naming `key` and the allowed values."""
+    if requested not in DTYPES:
+        raise ValueError(f"{key}={requested!r}: allowed: {', '.join(DTYPES)}")
+
+
 def choose_dtype(requested: str, hardware: Hardware, key: str = "model.dtype") -> str:
     """`requested` itself, or for `auto`: bfloat16 where it is native, float16 on a GPU without bf16, float32 on a
     CPU without native bf16. Forcing bfloat16 on such a CPU warns; an unknown value is an error naming `key`."""
-    if requested not in DTYPES:
-        raise ValueError(f"{key}={requested!r}: allowed: {', '.join(DTYPES)}")
+    check_dtype(requested, key)
     if requested == "auto":
         dtype = "bfloat16" if hardware.native_bf16 else "float16" if hardware.device == "cuda" else "float32"
         log.info("%s=auto -> %s on %s", key, dtype, hardware)

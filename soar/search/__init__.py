@@ -12,7 +12,7 @@ from rich.console import Console
 from soar.archive import ProgramArchive
 from soar.data import load_split, select_tasks
 from soar.engines import LLM_ENGINES, resolve_model
-from soar.hardware import DTYPES
+from soar.hardware import check_dtype
 from soar.scoring import VOTE_METHODS, summarize
 from soar.search.llm import run_llm
 from soar.search.pool import run_pool
@@ -41,8 +41,8 @@ def check_config(cfg: DictConfig) -> None:
         for key in ("budget", "n", "max_tokens"):
             if cfg.search[phase][key] < (0 if key == "budget" else 1):
                 raise ValueError(f"search.{phase}.{key}={cfg.search[phase][key]}: must be positive")
-    if cfg.model.engine in LLM_ENGINES and cfg.model.dtype not in DTYPES:
-        raise ValueError(f"model.dtype={cfg.model.dtype!r}: allowed: {', '.join(DTYPES)}")
+    if cfg.model.engine in LLM_ENGINES:
+        check_dtype(cfg.model.dtype)
     if not isinstance(cfg.search.get("stop_at_code"), bool):
         raise ValueError(f"search.stop_at_code={cfg.search.get('stop_at_code')!r}: must be true or false")
     if cfg.search.refine.islands < 1:

@@ -17,11 +17,6 @@ from tqdm import tqdm
 from soar.search.state import SearchState
 
 
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
-
-
 class PhaseProgress:
     """Use as a context manager around a phase; call `generating` from the engine's progress callback and
     `round_done` once a round's programs are handed to the evaluator."""
@@ -35,8 +30,7 @@ class PhaseProgress:
                         bar_format="{desc} {n_fmt}/{total_fmt} programs [{elapsed}]{postfix}", dynamic_ncols=True)
         self.start = time.perf_counter()
         self.tokens = self.finished = 0  # of this phase, all calls so far
-        self._call_tokens = self._call_finished = 0  # of the generate call in flight
-        self._running = 0
+        self._call_tokens = self._call_finished = self._call_size = 0  # of the generate call in flight
         self._drawn = 0.0
 
     def __enter__(self) -> PhaseProgress:
@@ -48,21 +42,20 @@ class PhaseProgress:
     def start_call(self, running: int) -> None:
         """A generate call of `running` completions begins."""
         self._call_tokens = self._call_finished = 0
-        self._running = running
+        self._call_size = running
 
     def generating(self, tokens: int, finished: int) -> None:
         """The engine's callback: tokens generated and completions finished so far in the call in flight."""
         self.tokens += tokens - self._call_tokens
         self.bar.n += finished - self._call_finished  # drawn by _draw, with a fresh postfix
         self.finished += finished - self._call_finished
-        self._running -= finished - self._call_finished
         self._call_tokens, self._call_finished = tokens, finished
         self._draw()
 
     def round_done(self, kept: int, generated: int) -> None:
         """A call's completions were handed on; `kept` of its `generated` fit the budget (the rest are dropped)."""
         self.bar.n += kept - generated  # the bar counts programs kept
-        self._running = 0
+        self._call_size = self._call_finished  # nothing runs any more
         self._draw(force=True)
 
     def _draw(self, force: bool = False) -> None:
@@ -75,11 +68,12 @@ class PhaseProgress:
         per_program = self.tokens / self.finished if self.finished else self.max_tokens
         in_flight = max(self._call_tokens - self._call_finished * per_program, 0.0)  # running completions' tokens
         left = max(self.bar.total - self.bar.n, 0) * per_program - in_flight
-        prefilled = self.tokens >= self._running  # every running completion has its first token: a rate to go by
-        eta = _clock(max(left, 0.0) / rate) if rate > 0 and prefilled else "?"
+        running = self._call_size - self._call_finished
+        prefilled = self.tokens >= running  # every running completion has its first token: a rate to go by
+        eta = tqdm.format_interval(max(left, 0.0) / rate) if rate > 0 and prefilled else "?"
         with self.state.lock:
             solved, train = len(self.state.test_solved), len(self.state.train_solved)
-        parts = [f"{rate:.0f} tok/s" if prefilled else "prefill"] + ([f"{self._running} running"] if self._running else [])
+        parts = [f"{rate:.0f} tok/s" if prefilled else "prefill"] + ([f"{running} running"] if running else [])
         parts += [f"ETA {eta}", f"solved {solved}/{self.n_tasks} (train {train})"]
         self.bar.set_postfix_str(" · ".join(parts), refresh=False)
         self.bar.refresh()

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 from omegaconf import DictConfig
 from rich.table import Table
+from tqdm import tqdm
 
 from soar.archive import row_outputs
 from soar.data import Task
@@ -61,10 +62,6 @@ def summary_table(results: Sequence[TaskResult], metrics: dict[str, Any], max_ro
     return table
 
 
-def _minutes(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
-
-
 def run_summary(metrics: dict[str, Any], results: Sequence[TaskResult]) -> str:
     """The run on one screen: tasks solved, programs, valid rate, time and generation speed, on what hardware."""
     n = metrics["n_tasks"]
@@ -76,7 +73,8 @@ def run_summary(metrics: dict[str, Any], results: Sequence[TaskResult]) -> str:
         wall, sample = metrics["wall_s"], metrics["sample_s"]
         speed = f"{metrics['tokens_per_s']:.0f} tok/s" if metrics.get("tokens_per_s") else "-"
         lines[1] += f" · {metrics['tokens_generated'] / max(metrics['n_programs_generated'], 1):.0f} tokens/program"
-        lines += [f"{_minutes(wall)} searching (sample {_minutes(sample)}, refine {_minutes(wall - sample)}) · {speed}",
+        clock = tqdm.format_interval
+        lines += [f"{clock(wall)} searching (sample {clock(sample)}, refine {clock(wall - sample)}) · {speed}",
                   f"{metrics['dtype']} on {metrics['hardware']}"]
     return "\n".join(lines)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from omegaconf import DictConfig
+
 from soar.data import Task
 from soar.engines.base import Engine
 from soar.prompts import code_end, extract_code, sampling_messages
