@@ -5,8 +5,8 @@ The prompts: the real sampling prompts (`sampling_messages` with round 0's few-s
 examples/arc_agi_1_programs.jsonl) of the `--tasks` ARC-AGI-1 training tasks with the shortest prompts, `--n`
 completions each, temperature 1.0, min_p 0.05, `--max-tokens` new tokens at most, on the embedded
 SmolLM2-135M-Instruct (conf/model/smollm2_135m.yaml gives the vLLM settings; its dtype `auto`, resolved by
-soar.hardware for this machine, is used by both engines), stopping each answer at the end of its code (`--stop-at-code`,
-default: the search=tiny setting) in both engines alike.
+soar.hardware for this machine, is used by both engines), each answer prefilled with `--answer-prefix` and stopped at
+the end of its code (`--stop-at-code`; defaults: the search=tiny settings) in both engines alike.
 
 (1) vllm: every prompt in one `generate` call. Engine start-up and one short warm-up call are not timed.
 (2) hf: transformers `generate`, one prompt at a time with its n samples as one batch (HFEngine). It is ~10x
@@ -20,12 +20,13 @@ default: the search=tiny setting) in both engines alike.
 Targets (CPU): vllm_vs_hf >= 8, pipeline_efficiency >= 0.85 (execution hides behind generation).
 Run: .venv/bin/python bench/generate.py [--tasks 4 --n 16 --max-tokens 256 --hf-prompts 1 --rounds 2 --stop-at-code 1]
 The last line is `RESULT generate vllm_tok_s=<x> hf_tok_s=<y> vllm_vs_hf=<x/y> pipeline_efficiency=<0..1> dtype=<d>
-stop_at_code=<0|1> hardware="<device, model name and CPU features>"`.
+stop_at_code=<0|1> answer_prefix=<json string> hardware="<device, model name and CPU features>"`.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +39,8 @@ from soar.engines import Sampling, build_engine
 from soar.engines.base import Engine, Metered, StopRule
 from soar.execution import Executor
 from soar.hardware import detect
-from soar.prompts import code_end, sampling_messages
+from soar.prompts import sampling_messages
+from soar.search.answers import AnswerFormat
 from soar.search.fewshot import FewshotPool
 from soar.search.pipeline import Evaluator
 from soar.search.sample import run_sampling
@@ -65,8 +67,9 @@ def search_loop(engine: Metered, executor: Executor, tasks: dict[str, Task], few
                 args: argparse.Namespace) -> tuple[int, float, float]:
     """Programs archived by the real sampling loop, its wall time including the final drain, and the seconds the
     evaluator thread was busy executing, scoring and archiving."""
-    cfg: DictConfig = OmegaConf.create({"iteration": 0, "search": {"stop_at_code": bool(args.stop_at_code), "sample": {
-        "n": args.n, "budget": args.rounds * args.n, "max_tokens": args.max_tokens, "early_stop": 10**9}}})
+    cfg: DictConfig = OmegaConf.create({"iteration": 0, "search": {
+        "stop_at_code": bool(args.stop_at_code), "answer_prefix": args.answer_prefix,
+        "sample": {"n": args.n, "budget": args.rounds * args.n, "max_tokens": args.max_tokens, "early_stop": 10**9}}})
     state = SearchState()
     with tempfile.TemporaryDirectory(prefix="soar-bench-") as tmp:
         archive = ProgramArchive(Path(tmp) / "programs.parquet")
@@ -91,8 +94,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="sampling rounds of the search loop")
     parser.add_argument("--stop-at-code", type=int, choices=(0, 1), default=int(TINY.stop_at_code),
                         help="end answers at the end of their code (search.stop_at_code)")
+    parser.add_argument("--answer-prefix", default=TINY.answer_prefix or "",
+                        help="prefilled start of every answer (search.answer_prefix; '' for none)")
     args = parser.parse_args()
-    stop = code_end if args.stop_at_code else None
+    answers = AnswerFormat(args.answer_prefix, bool(args.stop_at_code))
 
     tasks = {t.id: t for t in select_tasks(load_split("arc_agi_1", "training"), limit=args.tasks)}
     model = OmegaConf.load(MODEL)
@@ -101,15 +106,15 @@ def main() -> None:
         fewshot = FewshotPool.from_file(FEWSHOT, executor)
         engine = Metered(build_engine(OmegaConf.merge(model, {"engine": "vllm"}), sampling))
         try:
-            prompts = [engine.encode(sampling_messages(t, fewshot.pick(0, t.id))) for t in tasks.values()]
-            vllm = timed_generate(engine.engine, "vllm", prompts, args.n, args.max_tokens, stop)  # not metered
+            prompts = [answers.prompt(engine, sampling_messages(t, fewshot.pick(0, t.id))) for t in tasks.values()]
+            vllm = timed_generate(engine.engine, "vllm", prompts, args.n, args.max_tokens, answers.stop)  # not metered
             archived, wall, busy = search_loop(engine, executor, tasks, fewshot, args)
         finally:
             engine.close()
             gc.collect()  # vLLM shuts its engine process down now, not after the RESULT line
     hf_engine = build_engine(OmegaConf.merge(model, {"engine": "hf"}), sampling)
     hf = timed_generate(hf_engine, f"hf ({hf_engine.dtype}, first {args.hf_prompts} prompt(s))",
-                        prompts[: args.hf_prompts], args.n, args.max_tokens, stop)
+                        prompts[: args.hf_prompts], args.n, args.max_tokens, answers.stop)
     hf_engine.close()
 
     loop: Row = ("vllm inside the search loop", args.rounds * len(tasks), engine.completions, engine.tokens,
@@ -126,7 +131,7 @@ def main() -> None:
           f"evaluator busy {busy:.2f} s")
     print(f"RESULT generate vllm_tok_s={vllm_tok_s:.1f} hf_tok_s={hf_tok_s:.1f} vllm_vs_hf={vllm_tok_s / hf_tok_s:.2f} "
           f"pipeline_efficiency={end_to_end / raw:.3f} dtype={engine.dtype} stop_at_code={args.stop_at_code} "
-          f'hardware="{detect()}"', flush=True)
+          f'answer_prefix={json.dumps(args.answer_prefix)} hardware="{detect()}"', flush=True)
 
 
 if __name__ == "__main__":

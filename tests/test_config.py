@@ -46,6 +46,10 @@ def test_bad_values_are_named() -> None:
         cfg = compose("search", overrides=["scoring.vote=median"])
     with pytest.raises(ValueError, match="scoring.vote='median'.*weighted"):
         check_config(cfg)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("search", overrides=["search.answer_prefix=5"])
+    with pytest.raises(ValueError, match="search.answer_prefix=5: must be a string or null"):
+        check_config(cfg)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -37,7 +37,7 @@ from soar.hindsight import (
     select_sampling,
     valid_grid,
 )
-from soar.hindsight.filters import hardcoded_output
+from soar.scoring.filters import hardcoded_output
 from soar.prompts import format_grid, refinement_messages, sampling_messages
 from soar.scoring import canonical, score_program
 

@@ -55,6 +55,8 @@ def test_search_archives_sampled_and_refined_programs(llm_run: Path) -> None:
     # search=tiny stops every answer at the fence closing its first transform block (search.stop_at_code)
     assert all(code_end(r["text"]) in (None, len(r["text"])) for r in rows)
     assert any(code_end(r["text"]) == len(r["text"]) for r in rows)
+    # ... and prefills the start of every answer (search.answer_prefix): the archived text includes it
+    assert all(r["text"].startswith("```python\ndef transform(grid") for r in rows)
 
 
 def test_search_metrics(llm_run: Path) -> None:
@@ -66,6 +68,7 @@ def test_search_metrics(llm_run: Path) -> None:
     assert m["sample_only"]["n_programs"] == 16
     # the default dtype is `auto`: the run says what it chose, on what
     assert m["dtype"] == choose_dtype("auto", detect()) and m["hardware"] == str(detect()) and m["stop_at_code"]
+    assert m["answer_prefix"] == "```python\ndef transform(grid"
     sample, refine = m["phases"]["sample"], m["phases"]["refine"]
     assert sample["programs"] == 16 and refine["programs"] == m["n_programs"] - 16
     assert 0 < sample["tokens_per_program"] <= 160 and sample["prompt_tokens_per_program"] > 100

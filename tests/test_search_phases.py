@@ -38,8 +38,8 @@ class ScriptedEngine:
         self.answer, self.max_model_len = answer, max_model_len
         self.prompts: list[str] = []
 
-    def encode(self, messages: list[dict[str, str]]) -> list[int]:
-        return [ord(c) for c in messages[-1]["content"]]
+    def encode(self, messages: list[dict[str, str]], answer_prefix: str = "") -> list[int]:
+        return [ord(c) for c in messages[-1]["content"] + answer_prefix]
 
     def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop=None,
                  on_progress=None) -> list[list[Completion]]:
@@ -55,8 +55,10 @@ class ScriptedEngine:
 
 
 def config(**search: object) -> OmegaConf:
+    """search=tiny with `search` merged in; the scripted answers are whole answers, so no answer prefix unless given."""
     base = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "search" / "tiny.yaml")
-    return OmegaConf.create({"seed": 0, "iteration": 0, "search": OmegaConf.merge(base, search)})
+    return OmegaConf.create({"seed": 0, "iteration": 0,
+                             "search": OmegaConf.merge(base, {"answer_prefix": None}, search)})
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +96,30 @@ def test_few_shot_example_precedes_the_task(tmp_path: Path, executor: Executor) 
     assert len(engine.prompts) == 2
     for prompt in engine.prompts:
         assert prompt.index("## Solution:") < prompt.index("# Task to solve:")
+
+
+def test_answers_continue_the_answer_prefix(tmp_path: Path, executor: Executor) -> None:
+    """search.answer_prefix: the prompt ends with it, the model writes the rest, the archive keeps the whole answer
+    (what hindsight trains on), and stop at code cuts at the fence that closes the prefixed block."""
+    prefix = "```python\ndef transform(grid"
+    cfg = config(answer_prefix=prefix, sample={"budget": 4, "n": 4}, refine={"budget": 2, "n": 2})
+    rest = "):\n    return grid[::-1]\n```\nThen a second try:\n```python\ndef transform(grid):\n    return 0\n```"
+    engine = ScriptedEngine(lambda _: rest)
+    archive, state = ProgramArchive(tmp_path / "a"), SearchState()
+    sample(cfg, engine, executor, archive, state)
+    evaluator = Evaluator(executor, TASKS, archive, iteration=0, model="scripted")
+    evaluator.listeners.append(lambda kind, rows: state.update(rows))
+    try:
+        run_refinement(cfg, TASKS, archive.read().to_pylist(), engine, evaluator, state, use_test=True)
+        evaluator.drain()
+    finally:
+        evaluator.close()
+    rows = archive.read().to_pylist()
+    assert {r["kind"] for r in rows} == {"sample", "refine"}
+    assert all(p.endswith(prefix) for p in engine.prompts)
+    first = prefix + "):\n    return grid[::-1]\n```"
+    assert all(r["text"] == first and r["code"] == "def transform(grid):\n    return grid[::-1]" for r in rows)
+    assert all(r["valid"] for r in rows)
 
 
 def test_early_stop_after_enough_train_perfect_programs(tmp_path: Path, executor: Executor) -> None:

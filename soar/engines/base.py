@@ -31,8 +31,9 @@ class Engine(Protocol):
     max_model_len: int
     dtype: str  # what it computes in: auto resolved (soar.hardware.choose_dtype)
 
-    def encode(self, messages: list[dict[str, str]]) -> list[int]:
-        """The chat-templated prompt (generation prompt added) as token ids."""
+    def encode(self, messages: list[dict[str, str]], answer_prefix: str = "") -> list[int]:
+        """The chat-templated prompt (generation prompt added) as token ids, followed by `answer_prefix`: the start
+        of the answer, which the model continues."""
         ...
 
     def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop: StopRule | None = None,
@@ -66,8 +67,8 @@ class Metered:
         self.engine = build()
         self.name, self.max_model_len, self.dtype = self.engine.name, self.engine.max_model_len, self.engine.dtype
 
-    def encode(self, messages: list[dict[str, str]]) -> list[int]:
-        return self.engine.encode(messages)
+    def encode(self, messages: list[dict[str, str]], answer_prefix: str = "") -> list[int]:
+        return self.engine.encode(messages, answer_prefix)
 
     def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop: StopRule | None = None,
                  on_progress: OnProgress | None = None) -> list[list[Completion]]:

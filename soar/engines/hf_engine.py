@@ -32,9 +32,9 @@ class HFEngine:
         self.generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
         torch.manual_seed(sampling.seed)
 
-    def encode(self, messages: list[dict[str, str]]) -> list[int]:
+    def encode(self, messages: list[dict[str, str]], answer_prefix: str = "") -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        return self.tokenizer(text + answer_prefix, add_special_tokens=False).input_ids
 
     def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop: StopRule | None = None,
                  on_progress: OnProgress | None = None) -> list[list[Completion]]:

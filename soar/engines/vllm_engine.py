@@ -161,9 +161,9 @@ class VLLMEngine:
 
             self.lora_request = LoRARequest("soar-adapter", 1, lora)
 
-    def encode(self, messages: list[dict[str, str]]) -> list[int]:
+    def encode(self, messages: list[dict[str, str]], answer_prefix: str = "") -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        return self.tokenizer(text + answer_prefix, add_special_tokens=False).input_ids
 
     def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop: StopRule | None = None,
                  on_progress: OnProgress | None = None) -> list[list[Completion]]:

@@ -1,7 +1,7 @@
-"""Hindsight learning data: filters (spec §7.2), relabelling and dedup (§7.1, §7.3-7.4), data selection (§8, §10)
+"""Hindsight learning data: filters (spec §7.2, owned by soar.scoring.filters), relabelling and dedup (§7.1, §7.3-7.4), data selection (§8, §10)
 and fine-tuning examples (§9.2). Entry point: `build_examples(archive_table, tasks, cfg, seed)`."""
 from soar.hindsight.examples import HINDSIGHT_COLUMNS, MODES, Example, build_examples, fence, find_parent, refine_example, sample_example
-from soar.hindsight.filters import FILTERS, grid_distance, keep_program, mean_pairwise_distance, valid_grid
+from soar.scoring.filters import FILTERS, grid_distance, keep_program, mean_pairwise_distance, valid_grid
 from soar.hindsight.relabel import dedup_by_code, dedup_by_output, output_key, relabel
 from soar.hindsight.select import (
     REFINE_SELECTIONS,

@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 
 from soar.archive.schema import row_outputs
 from soar.data.task import Pair, Task
-from soar.hindsight.filters import FILTERS, keep_program
+from soar.scoring.filters import FILTERS, keep_program
 from soar.hindsight.relabel import dedup_by_code, relabel
 from soar.hindsight.select import (
     REFINE_SELECTIONS,

@@ -1,9 +1,12 @@
-"""Program scoring, final answer selection (weighted majority vote) and per-task / aggregate metrics."""
+"""Program scoring, the filters a program passes before it votes or becomes data (spec §7.2), final answer selection
+(weighted majority vote) and per-task / aggregate metrics."""
+from soar.scoring.filters import FILTERS, keep_program
 from soar.scoring.metrics import TaskResult, score_task, summarize
 from soar.scoring.program import ProgramScore, canonical, is_correct, score_program
 from soar.scoring.vote import VOTE_METHODS, Candidate, kaggle_score, vote
 
 __all__ = [
+    "FILTERS",
     "VOTE_METHODS",
     "Candidate",
     "ProgramScore",
@@ -11,6 +14,7 @@ __all__ = [
     "canonical",
     "is_correct",
     "kaggle_score",
+    "keep_program",
     "score_program",
     "score_task",
     "summarize",

@@ -45,6 +45,8 @@ def check_config(cfg: DictConfig) -> None:
         check_dtype(cfg.model.dtype)
     if not isinstance(cfg.search.get("stop_at_code"), bool):
         raise ValueError(f"search.stop_at_code={cfg.search.get('stop_at_code')!r}: must be true or false")
+    if not isinstance(cfg.search.get("answer_prefix", ""), (str, type(None))):
+        raise ValueError(f"search.answer_prefix={cfg.search.answer_prefix!r}: must be a string or null")
     if cfg.search.refine.islands < 1:
         raise ValueError(f"search.refine.islands={cfg.search.refine.islands}: must be >= 1")
     if cfg.search.refine.model is not None and cfg.search.refine.budget > 0:  # fail now, not after sampling

@@ -90,6 +90,7 @@ def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], arc
         "hardware": str(detect()),
         "dtype": engine.dtype,
         "stop_at_code": bool(s.stop_at_code),
+        "answer_prefix": s.get("answer_prefix"),
         "n_prompts_skipped": skipped,
         "n_programs_generated": engine.completions,
         "tokens_generated": engine.tokens,

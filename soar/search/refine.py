@@ -13,7 +13,8 @@ from omegaconf import DictConfig
 from soar.archive import row_outputs
 from soar.data import Task
 from soar.engines.base import Engine
-from soar.prompts import code_end, extract_code, refinement_messages
+from soar.prompts import extract_code, refinement_messages
+from soar.search.answers import AnswerFormat
 from soar.search.pipeline import Evaluator
 from soar.search.progress import PhaseProgress
 from soar.search.rex import Arm, RefinementPool, accuracy_bin
@@ -83,7 +84,7 @@ def run_refinement(
     evaluator.listeners.append(join)
     skipped: set[tuple[str, int]] = set()
     total = sum(per_island for t in tasks for pool in pools[t] if len(pool))
-    stop = code_end if cfg.search.stop_at_code else None
+    answers = AnswerFormat.of(cfg.search)
     with PhaseProgress("refine", total, sum(done.values()), r.max_tokens, state, len(tasks)) as bar:
         while True:
             active = [(t, k) for t in tasks for k in range(r.islands)
@@ -94,7 +95,7 @@ def run_refinement(
                 with state.lock:
                     parent = known[pools[t][k].select(r.selector, rngs[(t, k)], C=r.C).program_id]
                 msgs = refinement_messages(tasks[t], parent["code"], row_outputs(parent), parent["correct_train_input"])
-                ids = engine.encode(msgs)
+                ids = answers.prompt(engine, msgs)
                 if len(ids) + r.max_tokens > engine.max_model_len:
                     skipped.add((t, k))
                     continue
@@ -103,12 +104,12 @@ def run_refinement(
             if not prompts:
                 break
             bar.start_call(len(prompts) * r.n)
-            completions = engine.generate(prompts, r.n, r.max_tokens, stop=stop, on_progress=bar.generating)
+            completions = engine.generate(prompts, r.n, r.max_tokens, stop=answers.stop, on_progress=bar.generating)
             programs = []
             for (t, k, parent_id), cs in zip(parents, completions):
-                for c in cs[: per_island - done[(t, k)]]:
+                for text in map(answers.text, cs[: per_island - done[(t, k)]]):
                     programs.append({"task_id": t, "program_id": f"{cfg.iteration}/{t}/r{k}-{done[(t, k)]:06d}",
-                                     "parent_id": parent_id, "code": extract_code(c.text), "text": c.text})
+                                     "parent_id": parent_id, "code": extract_code(text), "text": text})
                     done[(t, k)] += 1
             evaluator.submit("refine", programs)
             bar.round_done(len(programs), len(prompts) * r.n)

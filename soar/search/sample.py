@@ -8,7 +8,8 @@ from omegaconf import DictConfig
 
 from soar.data import Task
 from soar.engines.base import Engine
-from soar.prompts import code_end, extract_code, sampling_messages
+from soar.prompts import extract_code, sampling_messages
+from soar.search.answers import AnswerFormat
 from soar.search.fewshot import FewshotPool
 from soar.search.pipeline import Evaluator
 from soar.search.progress import PhaseProgress
@@ -24,13 +25,13 @@ def run_sampling(
     done = {t: state.programs[(t, "sample")] for t in tasks}
     skipped: set[str] = set()
     round_index = min(done.values(), default=0) // s.n
-    stop = code_end if cfg.search.stop_at_code else None
+    answers = AnswerFormat.of(cfg.search)
     with PhaseProgress("sample", s.budget * len(tasks), sum(done.values()), s.max_tokens, state, len(tasks)) as bar:
         while active := [t for t in tasks if done[t] < s.budget and t not in skipped
                          and state.perfect[(t, "sample")] < s.early_stop]:
             prompts = {}
             for t in active:
-                ids = engine.encode(sampling_messages(tasks[t], fewshot.pick(round_index, t)))
+                ids = answers.prompt(engine, sampling_messages(tasks[t], fewshot.pick(round_index, t)))
                 if len(ids) + s.max_tokens > engine.max_model_len:
                     skipped.add(t)  # a longer prompt would not leave room for the answer
                 else:
@@ -38,13 +39,13 @@ def run_sampling(
             if not prompts:
                 break
             bar.start_call(len(prompts) * s.n)
-            completions = engine.generate(list(prompts.values()), s.n, s.max_tokens, stop=stop,
+            completions = engine.generate(list(prompts.values()), s.n, s.max_tokens, stop=answers.stop,
                                           on_progress=bar.generating)
             programs = []
             for t, cs in zip(prompts, completions):
-                for c in cs[: s.budget - done[t]]:
+                for text in map(answers.text, cs[: s.budget - done[t]]):
                     programs.append({"task_id": t, "program_id": f"{cfg.iteration}/{t}/s{done[t]:06d}",
-                                     "code": extract_code(c.text), "text": c.text})
+                                     "code": extract_code(text), "text": text})
                     done[t] += 1
             evaluator.submit("sample", programs)
             bar.round_done(len(programs), len(prompts) * s.n)
