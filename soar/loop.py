@@ -5,15 +5,17 @@ archives' hindsight data to get θ_{i+1}, search again.
     python -m soar.loop -m experiment=table2_sampling_data      # a paper ablation (conf/experiment/)
 
 The loop composes one config, then plans its stages: iter<i>/search (and iter<i>/heldout) with search.py,
-iter<i>/train_<mode> with train.py, one model per finetune data mode that `models` asks for (Table 4). Each stage
-gets its slice of the loop's config written to <stage dir>/stage.yaml and runs as its own process on it (vLLM does
-not free its memory inside one). A stage whose metrics.json exists is skipped, so a killed or requeued loop
-resumes where it stopped. `dry_run=true` prints the plan and runs nothing.
+iter<i>/train_<mode> with train.py, one model per finetune data mode that `models` asks for (Table 4). The searches
+of iteration i > 0 draw few-shot examples from the main searches before them (search.fewshot_archives, App. D.5;
+only when the main split has ground truth). Each stage gets its slice of the loop's config written to
+<stage dir>/stage.yaml and runs as its own process on it (vLLM does not free its memory inside one). A stage that
+soar.runs calls finished (its run.json, written last) is skipped, so a killed or requeued loop resumes where it
+stopped; an unfinished one runs again and resumes from its outputs.
+`dry_run=true` prints the plan and runs nothing.
 """
 from __future__ import annotations
 
 import copy
-import json
 import os
 import subprocess
 import sys
@@ -26,6 +28,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from soar.runs import RunDir, SearchRun, TrainRun, finished_searches, ground_truth_allowed
 from soar.search.results import write_json
 from soar.tracking import run_identity, tracking
 
@@ -51,8 +54,12 @@ class Stage:
         return self.run_dir.name  # search | heldout | train_<mode>
 
     @property
+    def run(self) -> RunDir:
+        return SearchRun(self.run_dir) if self.script == "search.py" else TrainRun(self.run_dir)
+
+    @property
     def done(self) -> bool:
-        return (self.run_dir / "metrics.json").exists()  # written last by a finished search or train run
+        return self.run.finished
 
 
 # -- the plan ------------------------------------------------------------------------------------------------------
@@ -69,18 +76,13 @@ def check_loop_config(cfg: DictConfig) -> None:
                              f"data mode of the model: {', '.join(MODES)}")
     for key, d in [("base_search", cfg.base_search)] + [("extra_archives", d) for d in cfg.extra_archives or []]:
         if d is not None and not archives_in(Path(d)):
-            raise FileNotFoundError(f"{key}: {d} is neither a search run dir (programs.parquet, metrics.json) "
-                                    "nor a loop dir with iter<i>/search run dirs")
+            raise FileNotFoundError(f"{key}: {d} is neither a finished search run dir nor a loop dir with finished "
+                                    "iter<i>/search run dirs (soar.runs)")
 
 
 def archives_in(path: Path) -> list[Path]:
     """A finished search run dir, or every finished main search of a loop dir."""
-    def finished(d: Path) -> bool:
-        return (d / "programs.parquet").exists() and (d / "metrics.json").exists()
-
-    if finished(path):
-        return [path]
-    return sorted((d for d in path.glob("iter*/search") if finished(d)), key=lambda d: int(d.parent.name[4:]))
+    return finished_searches(path)
 
 
 def trained_mode(cfg: DictConfig, phase: str) -> str | None:
@@ -135,12 +137,17 @@ def plan(cfg: DictConfig, loop_dir: Path, label: str) -> list[Stage]:
         if refiner != sampler and cfg.search.refine.budget > 0:
             model["search.refine.model"] = refiner or cfg.model.path
         searches = [("search", {})] if i > 0 or cfg.base_search is None else []
+        shots: dict[str, Any] = {}
+        if i > 0 and ground_truth_allowed(cfg.data.split):  # few-shot examples of earlier generations (App. D.5)
+            earlier = [str(loop_dir / f"iter{j}" / "search") for j in reversed(range(i))]  # the latest first
+            given = base["search"].get("fewshot_archives", [])
+            shots["search.fewshot_archives"] = list(dict.fromkeys([*earlier, *given]))
         if i == cfg.iterations - 1 and not cfg.final_search:
             searches = []
         if any(v is not None for v in cfg.heldout.values()):
             searches.append(("heldout", {f"data.{k}": v for k, v in base["heldout"].items() if v is not None}))
         for name, data in searches:
-            stages.append(Stage("search.py", it / name, config(SEARCH_NODES, it / name, i, {**model, **data})))
+            stages.append(Stage("search.py", it / name, config(SEARCH_NODES, it / name, i, {**model, **shots, **data})))
         if i + 1 < cfg.iterations:
             sources = [loop_dir / f"iter{j}" / "search" for j in (range(i + 1) if cfg.pool_archives else [i])]
             archives = list(dict.fromkeys(str(p) for p in [*sources, *extra]))
@@ -169,7 +176,7 @@ def run_stage(stage: Stage) -> bool:
     os.replace(tmp, config)
     cmd = [sys.executable, stage.script, "--config-dir", str(stage.run_dir.resolve()), "--config-name", "stage"]
     print(f"[soar.loop] {stage.script} in {stage.run_dir}", flush=True)
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0 or not stage.done:
         raise RuntimeError(f"stage {stage.script} failed in {stage.run_dir} (config: {config}); "
                            "re-run the loop to resume from there")
     return True
@@ -212,14 +219,13 @@ def iteration_metrics(it: Path) -> dict[str, Any]:
     """One iteration's headline metrics under the names every run uses (search/vote_pass2, train/loss, ...)."""
     out: dict[str, Any] = {}
     for name in ("search", "heldout"):
-        path = it / name / "metrics.json"
-        if path.exists():
-            m = json.loads(path.read_text())
+        if (search := SearchRun(it / name)).finished:
+            m = search.metrics()
             out.update({f"{name}/{k}": m.get(k) for k in SUMMARY_KEYS})
             out.update({f"{name}/sample_only/{k}": v for k, v in m.get("sample_only", {}).items() if k in SUMMARY_KEYS})
-    trains = sorted(it.glob("train_*/metrics.json"))
-    for path in trains:
-        m, mode = json.loads(path.read_text()), path.parent.name.removeprefix("train_")
+    trains = [run for d in sorted(it.glob("train_*")) if (run := TrainRun(d)).finished]
+    for run in trains:
+        m, mode = run.metrics(), run.path.name.removeprefix("train_")
         values = {"loss": m.get("train_loss"), "n_examples": m.get("n_train"), "tokens_per_s": m.get("tokens_per_s")}
         out.update({f"train/{mode}/{k}": v for k, v in values.items()})
         if len(trains) == 1:
@@ -233,9 +239,8 @@ def summarize_loop(loop_dir: Path, iterations: int) -> dict[str, Any]:
     for name in ("search", "heldout"):
         rows = []
         for i in range(iterations):
-            path = loop_dir / f"iter{i}" / name / "metrics.json"
-            if path.exists():
-                m = json.loads(path.read_text())
+            if (search := SearchRun(loop_dir / f"iter{i}" / name)).finished:
+                m = search.metrics()
                 rows.append({"iteration": i, **{k: m.get(k) for k in SUMMARY_KEYS}})
         if rows:
             summary[name] = rows

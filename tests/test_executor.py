@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from soar.execution import Executor, Failure, FailureKind
+from soar.execution import Budget, Executor, Failure, FailureKind
+from soar.execution.budget import over_budget
 
-TIMEOUT_S = 0.5
+TIMEOUT_S = 0.5  # CPU seconds per input
+TIMEOUT_MIN_S = 0.5  # SOAR's floor is 2 s: lowered to keep the runaway programs here short
 GRID = [[1, 2, 0], [0, 3, 4]]
 FLIPPED = ((0, 2, 1), (4, 3, 0))
 FLIP = "def transform(grid):\n    return [row[::-1] for row in grid]\n"
@@ -19,8 +25,8 @@ FLIP = "def transform(grid):\n    return [row[::-1] for row in grid]\n"
 # Good programs that break if numpy, builtins or the import system were poisoned by an earlier program.
 GOOD = [
     FLIP,
-    "def transform(grid):\n    return np.fliplr(np.array(grid)).tolist()\n",
-    "import numpy\ndef transform(grid):\n    w = len(grid[0])\n"
+    "import numpy as np\ndef transform(grid):\n    return np.fliplr(np.array(grid)).tolist()\n",
+    "import numpy as np\ndef transform(grid):\n    w = len(grid[0])\n"
     "    return [[row[w - 1 - i] for i in range(len(row))] for row in grid]\n",
     "import collections\ndef transform(grid):\n    return [list(collections.deque(reversed(r))) for r in grid]\n",
 ]
@@ -43,7 +49,7 @@ def descendants(pid: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def ex():
-    with Executor(workers=2, timeout_s=TIMEOUT_S, memory_mb=256, chunk_size=16) as executor:
+    with Executor(workers=2, timeout_s=TIMEOUT_S, timeout_min_s=TIMEOUT_MIN_S, memory_mb=256, chunk_size=16) as executor:
         yield executor
 
 
@@ -72,12 +78,12 @@ def test_correct_and_wrong_programs(ex):
         ("def transform(grid):\n    return transform(grid)\n", FailureKind.EXCEPTION, "RecursionError"),
         ("def transform(grid):\n    while True:\n        pass\n", FailureKind.TIMEOUT, ""),
         ("def transform(grid):\n    return [[0] * 10**10]\n", FailureKind.MEMORY, "MemoryError"),
-        ("def transform(grid):\n    return np.zeros((10**6, 10**6))\n", FailureKind.MEMORY, "MemoryError"),
+        ("import numpy as np\ndef transform(grid):\n    return np.zeros((10**6, 10**6))\n", FailureKind.MEMORY, "MemoryError"),
         ("def transform(grid):\n    return 'grid'\n", FailureKind.INVALID_OUTPUT, ""),
         ("import ctypes\ndef transform(grid):\n    ctypes.string_at(0)\n", FailureKind.CRASH, "SIGSEGV"),
         ("import os\ndef transform(grid):\n    os._exit(0)\n", FailureKind.CRASH, "status 0"),
         ("import sys\ndef transform(grid):\n    sys.exit()\n", FailureKind.EXCEPTION, "SystemExit"),
-        ("while True:\n    pass\n", FailureKind.TIMEOUT, "while defining"),
+        ("while True:\n    pass\n", FailureKind.TIMEOUT, "CPU budget"),  # the budget covers the definitions too
     ],
 )
 def test_failure_kinds(ex, source, kind, message):
@@ -85,13 +91,14 @@ def test_failure_kinds(ex, source, kind, message):
     assert isinstance(out, Failure) and out.kind == kind and message in out.message, out
 
 
-def test_timeout_then_remaining_inputs_charged(ex):
+def test_timeout_charges_every_input(ex):
+    """One budget per program (SOAR): a program that runs out of it is charged `timeout` on every input, the
+    inputs it finished included, with one message, whichever line stopped it (the in-child timer, a kill)."""
     slow_on_big = "def transform(grid):\n    while len(grid) > 1:\n        pass\n    return grid\n"
-    assert run_one(ex, slow_on_big, [[[1]], GRID, [[2]]]) == [
-        ((1,),),
-        Failure(FailureKind.TIMEOUT, f"over {TIMEOUT_S:g} s"),
-        Failure(FailureKind.TIMEOUT, f"over {TIMEOUT_S:g} s"),
-    ]
+    c_loop_on_big = "def transform(grid):\n    return grid if len(grid) == 1 else sum(range(10**12))\n"
+    budget = max(TIMEOUT_S * 3, TIMEOUT_MIN_S)
+    for source in (slow_on_big, c_loop_on_big):
+        assert run_one(ex, source, [[[1]], GRID, [[2]]]) == [Failure(FailureKind.TIMEOUT, over_budget(budget, "cpu"))] * 3
 
 
 @pytest.mark.parametrize(
@@ -110,7 +117,7 @@ def test_timeout_then_remaining_inputs_charged(ex):
 )
 def test_outputs_canonicalised(ex, expr):
     expected = ((1, 1, 1), (1, 1, 1)) if ">" in expr else ((1, 2, 0), (0, 3, 4))
-    (out,) = run_one(ex, f"def transform(grid):\n    return {expr}\n")
+    (out,) = run_one(ex, f"import numpy as np\ndef transform(grid):\n    return {expr}\n")
     assert out == expected
     assert type(out) is tuple and all(type(r) is tuple and all(type(v) is int for v in r) for r in out)
 
@@ -137,14 +144,13 @@ def test_outputs_canonicalised(ex, expr):
         "np.array([[1, 'a']], dtype=object)",
         "[[Eq()]]",
         "Eq()",
-        "L([[1]])",
-        "[L([1])]",
         "[[2**70]]",
         "np.array([[1 + 1j]])",
     ],
 )
 def test_invalid_outputs_rejected(ex, expr):
     source = (
+        "import numpy as np\n"
         "class Eq:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n"
         "    def __index__(self):\n        return 1\n"
         "class L(list):\n    pass\n"
@@ -176,7 +182,7 @@ def test_empty(ex):
 
 
 def test_deterministic_randomness(ex):
-    source = "import random\ndef transform(grid):\n    return [[random.randint(0, 9), int(np.random.randint(10))]]\n"
+    source = "import random\nimport numpy as np\ndef transform(grid):\n    return [[random.randint(0, 9), int(np.random.randint(10))]]\n"
     first = run_one(ex, source)
     assert run_one(ex, source + "# again") == first
 
@@ -198,7 +204,11 @@ HOSTILE = {
         "    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    while True:\n        pass\n"
     ),
     "C loop": "def transform(grid):\n    return sum(range(10**12))\n",
-    "memory bomb": "def transform(grid):\n    x = []\n    while True:\n        x.append(np.empty(10**7))\n",
+    "disarm timer": (
+        "import signal\ndef transform(grid):\n    signal.signal(signal.SIGPROF, signal.SIG_IGN)\n"
+        "    signal.setitimer(signal.ITIMER_PROF, 0)\n    while True:\n        pass\n"
+    ),
+    "memory bomb": "import numpy as np\ndef transform(grid):\n    x = []\n    while True:\n        x.append(np.empty(10**7))\n",
     "stdout flood": (
         "import sys, os\ndef transform(grid):\n    sys.stdout.write('x' * 10**8)\n    os.write(1, b'R' * 10**5)\n"
         "    return grid\n"
@@ -208,13 +218,13 @@ HOSTILE = {
         "            os.write(fd, b'garbage')\n        except OSError:\n            pass\n    return grid\n"
     ),
     "segfault": "import ctypes\ndef transform(grid):\n    return ctypes.string_at(0)\n",
-    "poison numpy": "def transform(grid):\n    np.fliplr = lambda a: a\n    return grid\n",
+    "poison numpy": "import numpy as np\ndef transform(grid):\n    np.fliplr = lambda a: a\n    return grid\n",
     "poison builtins": "import builtins\ndef transform(grid):\n    builtins.len = lambda x: 1\n    return grid\n",
     "poison sys.modules": (
         "import sys\ndef transform(grid):\n    sys.modules['numpy'] = None\n    sys.modules['collections'] = None\n"
         "    return grid\n"
     ),
-    "poison quietly": "def transform(grid):\n    vars(np)['fliplr'] = lambda a: a\n    return grid\n",
+    "poison quietly": "import numpy as np\ndef transform(grid):\n    vars(np)['fliplr'] = lambda a: a\n    return grid\n",
     "sys.exit": "import sys\ndef transform(grid):\n    sys.exit(0)\n",
     "os._exit": "import os\ndef transform(grid):\n    os._exit(0)\n",
     "exec shell": "import os\ndef transform(grid):\n    os.system('touch /tmp/soar_pwned')\n    return grid\n",
@@ -242,7 +252,7 @@ def test_hostile_programs_do_not_affect_others():
     assert kinds(by_name["kill parent"]) == {FailureKind.EXCEPTION}  # seccomp: EPERM
     assert kinds(by_name["fork"]) == {FailureKind.EXCEPTION}
     assert kinds(by_name["thread"]) == {FailureKind.EXCEPTION}
-    for name in ("swallow alarm", "ignore SIGTERM", "C loop"):
+    for name in ("swallow alarm", "ignore SIGTERM", "C loop", "disarm timer"):
         assert kinds(by_name[name]) == {FailureKind.TIMEOUT}, name
     assert kinds(by_name["memory bomb"]) == {FailureKind.MEMORY}
     assert kinds(by_name["segfault"]) == {FailureKind.CRASH}
@@ -292,13 +302,13 @@ def test_network_namespace_is_empty(ex):
 
 def test_poisoning_is_contained_within_a_child():
     poison = [
-        "def transform(grid):\n    np.fliplr = lambda a: a\n    return grid\n",
-        "def transform(grid):\n    vars(np)['fliplr'] = lambda a: a\n    return grid\n",
+        "import numpy as np\ndef transform(grid):\n    np.fliplr = lambda a: a\n    return grid\n",
+        "import numpy as np\ndef transform(grid):\n    vars(np)['fliplr'] = lambda a: a\n    return grid\n",
         "import numpy\ndef transform(grid):\n    numpy.seterr(all='raise')\n    return grid\n",
         "import sys\ndef transform(grid):\n    sys.setrecursionlimit(50)\n    return grid\n",
     ]
     check = (
-        "def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n"
+        "import numpy as np\ndef depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n"
         "def transform(grid):\n    np.array([1.0]) / 0\n    depth(100)\n    return np.fliplr(np.array(grid))\n"
     )
     jobs = [(p if i % 2 == 0 else check + f"# {i}", [GRID]) for i, p in enumerate(x for q in poison for x in (q, q))]
@@ -322,7 +332,7 @@ def test_environment_scrubbed(monkeypatch):
 
 def test_no_process_left_behind():
     before = set(children(os.getpid()))
-    with Executor(workers=2, timeout_s=TIMEOUT_S) as fresh:
+    with Executor(workers=2, timeout_s=TIMEOUT_S, timeout_min_s=TIMEOUT_MIN_S) as fresh:
         servers = fresh.server_pids()
         fresh.run([(HOSTILE["fork"], [GRID]), (HOSTILE["C loop"], [GRID]), (FLIP, [GRID])])
         assert all(descendants(pid) == [] for pid in servers)
@@ -364,3 +374,134 @@ def test_interrupted_run_leaves_a_usable_executor(ex):
         ex.run([(FLIP + "# interrupted", [GRID])] + [(slow + f"# {i}", [GRID]) for i in range(8)], progress=interrupt)
     jobs = [(GOOD[i % len(GOOD)] + f"# after interrupt {i}", [GRID]) for i in range(10)]
     assert ex.run(jobs) == [[FLIPPED]] * 10
+
+
+# --- the budget (finding 6): SOAR's clamp(1 s x inputs, 2 s, 20 s) per program, counted in CPU time
+
+BURN = "import time\ndef burn(s):\n    t = time.process_time()\n    while time.process_time() - t < s:\n        pass\n"
+
+
+def test_one_cpu_budget_per_program():
+    """A program has clamp(1 s x 3 inputs, 2 s, 20 s) = 3 s of CPU for the whole call, not 1 s per input."""
+    slow_first = BURN + "def transform(grid):\n    burn(1.5 if grid == [[1]] else 0)\n    return grid\n"
+    slow_each = BURN + "def transform(grid):\n    burn(1.2)\n    return grid\n"
+    inputs = [[[1]], [[2]], [[3]]]
+    with Executor(workers=1, timeout_s=1.0) as fresh:
+        assert fresh.budget.seconds(len(inputs)) == 3.0
+        outs = fresh.run([(slow_first, inputs), (slow_each, inputs)])
+    assert outs[0] == [((1,),), ((2,),), ((3,),)]
+    assert outs[1] == [Failure(FailureKind.TIMEOUT, over_budget(3.0, "cpu"))] * 3
+
+
+def busy_loops(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def test_verdicts_do_not_depend_on_load():
+    """The same jobs, once on an idle machine and once next to two CPU-bound processes: identical verdicts for
+    programs well under the budget; programs far over it (a loop, a sleep) time out in both."""
+    heavy = BURN + "def transform(grid):\n    burn(0.25)\n    return [row[::-1] for row in grid]\n"  # 0.5 s in all
+    loop = "def transform(grid):\n    while True:\n        pass\n"
+    sleep = "import time\ndef transform(grid):\n    time.sleep(1000)\n"
+    trivial = [FLIP, *GOOD[1:], "def transform(grid):\n    return [[len(grid)]]\n"]
+    inputs = [GRID, [[1, 2]]]
+    jobs = [(heavy, inputs)] + [(t, inputs) for t in trivial] + [(loop, inputs), (sleep, inputs)]
+
+    def replay(tag: str) -> list:
+        # SOAR's budget for 2 inputs: 2 s of CPU; the wall-clock backstop lowered to 2 x 2 s to keep this short
+        with Executor(workers=2, timeout_s=1.0, wall_factor=2.0, chunk_size=4) as fresh:
+            return fresh.run([(source + f"# {tag}", grids) for source, grids in jobs])
+
+    idle = replay("idle")
+    loops = busy_loops(2)
+    try:
+        loaded = replay("loaded")
+    finally:
+        for proc in loops:
+            proc.kill()
+            proc.wait()
+    flipped = [((0, 2, 1), (4, 3, 0)), ((2, 1),)]
+    assert idle[:-2] == [flipped] * 5 + [[((2,),), ((1,),)]]
+    assert loaded[:-2] == idle[:-2]
+    for outs in (idle, loaded):
+        assert kinds(outs[-2]) == kinds(outs[-1]) == {FailureKind.TIMEOUT}
+    assert idle[-2] == [Failure(FailureKind.TIMEOUT, over_budget(2.0, "cpu"))] * 2
+    assert "wall-clock" in idle[-1][0].message  # the sleeper uses no CPU: the backstop ends it
+
+
+def test_budget_is_configured_and_validated():
+    cfg = OmegaConf.load(Path(__file__).parents[1] / "conf" / "execution" / "default.yaml")
+    with Executor.from_config(cfg) as fresh:  # every key of the config file reaches the executor
+        assert fresh.budget == Budget(timeout_s=1.0, timeout_min_s=2.0, timeout_max_s=20.0, clock="cpu", wall_factor=5.0)
+        assert [fresh.budget.seconds(n) for n in (1, 2, 5, 30)] == [2.0, 2.0, 5.0, 20.0]
+    bad = [
+        ({"timeout_s": 0}, "execution.timeout_s"),
+        ({"timeout_min_s": 5.0, "timeout_max_s": 2.0}, "execution.timeout_max_s"),
+        ({"clock": "gpu"}, "execution.clock"),
+        ({"wall_factor": 0.5}, "execution.wall_factor"),
+        ({"namespace": "numpy"}, "execution.namespace"),
+        ({"timeout": 1.0}, "execution.timeout"),
+    ]
+    for override, key in bad:
+        with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+            Executor.from_config(OmegaConf.merge(cfg, override))
+
+
+def test_wall_clock_budget_counts_sleep():
+    """clock=wall (SOAR's measure): sleeping counts against the budget itself."""
+    nap = "import time\ndef transform(grid):\n    time.sleep(0.8)\n    return grid\n"
+    with Executor(workers=1, timeout_s=0.5, timeout_min_s=0.5, clock="wall") as wall, \
+            Executor(workers=1, timeout_s=0.5, timeout_min_s=0.5) as cpu:  # fmt: skip
+        assert wall.run([(nap, [GRID])]) == [[Failure(FailureKind.TIMEOUT, over_budget(0.5, "wall"))]]
+        assert cpu.run([(nap, [GRID])]) == [[((1, 2, 0), (0, 3, 4))]]
+
+
+# --- programs run as a plain Python file would (finding 7)
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("def transform(grid):\n    return np.array(grid).tolist()\n", "NameError: name 'np'"),
+        ("def transform(grid):\n    return numpy.array(grid).tolist()\n", "NameError: name 'numpy'"),
+        ("def transform(grid):\n    return [[int(math.sqrt(4))]]\n", "NameError: name 'math'"),
+        ("def transform(grid: Grid) -> Grid:\n    return grid\n", "NameError: name 'Grid'"),  # annotations evaluated
+    ],
+)
+def test_programs_run_as_plain_python(ex, source, message):
+    (out,) = run_one(ex, source)
+    assert out.kind == FailureKind.EXCEPTION and out.message.startswith(message), out
+
+
+def test_fresh_globals_hold_only_builtins(ex):
+    source = "def transform(grid):\n    return [[int(sorted(globals()) == ['__builtins__', '__name__', 'transform'])]]\n"
+    assert run_one(ex, source) == [((1,),)]
+
+
+def test_soar_namespace_prebinds_numpy_scipy_math():
+    source = "def transform(grid):\n    return np.array(grid).tolist() if scipy and math else None\n"
+    with Executor(workers=1, timeout_s=TIMEOUT_S, namespace="soar") as soar_like:
+        assert run_one(soar_like, source) == [((1, 2, 0), (0, 3, 4))]
+
+
+# --- shared settings are restored, not paid for with a new child (finding 8)
+
+
+def test_settings_restored_without_retiring_the_child():
+    """Recursion limit, numpy error mode and warning filters (also those a library adds on import, as
+    scipy.sparse does) are put back after a program; the child keeps running, with what it imported."""
+    changes = (
+        "import sys, warnings\nimport numpy as np\nimport scipy.sparse\n"
+        "sys.setrecursionlimit(50000)\nnp.seterr(all='raise')\nwarnings.simplefilter('error')\n"
+        "def transform(grid):\n    return grid\n"
+    )
+    check = (
+        "import sys, warnings\nimport numpy as np\ndef transform(grid):\n"
+        "    errors = any(f[0] == 'error' for f in warnings.filters)\n"
+        "    return [[int('scipy.sparse' in sys.modules), int(sys.getrecursionlimit() == 1000),"
+        " int(np.geterr()['divide'] == 'warn'), int(not errors)]]\n"
+    )
+    jobs = [(changes, [GRID]), (check, [GRID]), (FLIP, [GRID]), (FLIP + "#", [GRID])]  # chunks of 2: one child
+    with Executor(workers=1, timeout_s=TIMEOUT_S, chunk_size=2) as fresh:
+        outs = fresh.run(jobs)
+    assert outs[1] == [((1, 1, 1, 1),)]

@@ -49,6 +49,7 @@ def archive(tmp_path: Path) -> Path:
     d = tmp_path / "base"
     (d / "programs.parquet").mkdir(parents=True)
     (d / "metrics.json").write_text("{}")
+    (d / "tasks.json").write_text("{}")
     return d
 
 
@@ -139,6 +140,7 @@ def test_table5_needs_an_archive_and_evaluates_on_arc_test(tmp_path: Path, archi
     for i in range(2):  # another model's loop: both its searches join the data
         (other / f"iter{i}" / "search" / "programs.parquet").mkdir(parents=True)
         (other / f"iter{i}" / "search" / "metrics.json").write_text("{}")
+        (other / f"iter{i}" / "search" / "tasks.json").write_text("{}")
     s = stages(load("experiment=table5_all_train", f"base_search={archive}", f"extra_archives=[{other}]"), tmp_path)
     assert list(s) == ["iter0/heldout", "iter0/train_both", "iter1/heldout"]
     assert s["iter0/train_both"].config["finetune"]["archives"] == [

@@ -291,8 +291,10 @@ def test_train_cli_composes():
 ])
 def test_train_job_errors_name_the_key(tmp_path, override, message):
     archives = [] if any(o.startswith("finetune.archives") for o in override) or not override else [f"finetune.archives=[{tmp_path}]"]
-    if archives:
+    if archives:  # a finished search run dir (soar.runs: its outputs, no marker)
         (tmp_path / "programs.parquet").mkdir()
+        (tmp_path / "metrics.json").write_text("{}")
+        (tmp_path / "tasks.json").write_text("{}")
     cfg = cfg_for(["logger=none", *archives, *override])
     with pytest.raises((ValueError, FileNotFoundError, RuntimeError), match=re.escape(message)):
         run_train(cfg, tmp_path / "run")
@@ -321,6 +323,8 @@ def test_train_job_end_to_end_on_a_real_archive(tiny_model, tmp_path, monkeypatc
             outs = ex.run([(c, task.inputs) for c in codes])
             archive.append([program_row(task, c, o, score_program(task, o), program_id=f"{tid}/{i}", kind="sample")
                             for i, (c, o) in enumerate(zip(codes, outs))])
+    (search / "metrics.json").write_text("{}")  # a finished search run dir (soar.runs: its outputs, no marker)
+    (search / "tasks.json").write_text("{}")
     no_refinements = tiny_cfg(tiny_model, f"finetune.archives=[{search}]", "finetune.data.mode=refine")
     with pytest.raises(ValueError, match=r"mode=refine.*6 programs on 2 task\(s\).*\(0 of 0 children\)"):
         run_train(no_refinements, tmp_path / "empty")  # a clear error, before any model is loaded

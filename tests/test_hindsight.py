@@ -568,7 +568,7 @@ def test_modes_and_config_validation():
         assert len(exs) == sum(counts[mode])
     assert counts == {"sample": (5, 0), "refine": (0, 4), "both": (5, 4)}
     for bad in ({"mode": "all"}, {"sample_selection": "best"}, {"refine_selection": "best"}, {"per_task": -1},
-                {"use_test": None}):
+                {"use_test": None}, {"use_test": "auto"}):
         with pytest.raises(ValueError):
             build_examples(table, {"ref": task}, cfg(**bad))
     assert set(SAMPLE_SELECTIONS) >= {"correct", "greedy_diverse_mv"} and REFINE_SELECTIONS == ("uniform", "diverse")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM
 
+from soar.runs import SearchRun
+
 from wandb_records import run_contents
 
 
@@ -51,7 +53,8 @@ def test_loop_searches_trains_and_resumes(tmp_path: Path) -> None:
     assert rows[0]["train/loss"] == train["train_loss"] and "train/both/loss" in rows[0]
     assert wandb["."]["exit_code"] == 0
 
-    (run_dir / "iter1" / "search" / "metrics.json").unlink()  # as if the loop was killed during the last search
+    SearchRun(run_dir / "iter1" / "search").start()  # as if the loop was killed during the last search
+    (run_dir / "iter1" / "search" / "metrics.json").unlink()
     again = loop(run_dir)
     assert f"{run_dir / 'iter0' / 'search'} is done: skipped" in again.stdout
     assert f"{run_dir / 'iter0' / 'train_both'} is done: skipped" in again.stdout

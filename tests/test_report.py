@@ -82,11 +82,12 @@ def test_search_run_report(search_report: Path) -> None:
     assert "vote_vs_oracle.png" in srcs and "search_curves.png" in srcs
     assert "iterations.png" not in srcs and "sample_vs_refine.png" not in srcs  # no loop, no LLM search
     grids = [s for s in srcs if s.startswith("grids/")]
-    assert len(grids) == 3 + 1  # 3 of the 11 solved tasks, the 1 unsolved (e9afcf9a)
-    assert "grids/run0_search_e9afcf9a.png" in grids
+    assert len(grids) == 3 + 2  # 3 of the 10 solved tasks, the 2 unsolved (e9afcf9a; 44f52bb0 lost the vote)
+    assert "grids/run0_search_e9afcf9a.png" in grids and "grids/run0_search_44f52bb0.png" in grids
     for src in srcs:
         check_png(search_report / src)
-    assert "unsolved: 1 of 1 shown" in html and "solved: 3 of 11 shown" in html
+    assert "unsolved: 2 of 2 shown" in html and "solved: 3 of 10 shown" in html
+    assert "filtered out (hardcoded_output), so it does not vote" in html  # 44f52bb0's right program
     curve = oracle_curve(run)  # the Fig. 5 curve ends at the run's test oracle
     metrics = json.loads((run / "metrics.json").read_text())
     assert curve.test[-1] == pytest.approx(metrics["test_oracle"]) and curve.train[-1] == pytest.approx(
@@ -117,7 +118,7 @@ def test_loop_report(loop_dir: Path, tmp_path: Path) -> None:
     summary = html[html.index("<h2>Summary</h2>"):html.index("<h2>Figures</h2>")]
     for it, name in ((0, "search"), (0, "heldout"), (1, "search")):
         assert f"<td>{loop_dir.name}</td><td>{it}</td><td>{name}</td>" in summary
-    assert "91.7% (11/12)" in summary and "66.7% (2/3)" in summary  # vote pass@2 on 12 search / 3 held-out tasks
+    assert "83.3% (10/12)" in summary and "33.3% (1/3)" in summary  # vote pass@2 on 12 search / 3 held-out tasks
     assert "iter1/heldout" in html  # the unfinished stage is named
     # the tasks of the last iteration that has each set: iter1's search, iter0's held-out
     assert "search tasks, iteration 1" in html and "heldout tasks, iteration 0" in html

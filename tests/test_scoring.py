@@ -3,7 +3,7 @@ import pytest
 
 from soar.data.task import Pair, Task
 from soar.execution.outcome import Failure, FailureKind
-from soar.scoring import canonical, score_program, score_task, summarize
+from soar.scoring import FILTERS, canonical, score_program, score_task, summarize
 
 ERR = Failure(FailureKind.TIMEOUT)
 WRONG = ((0, 0),)
@@ -98,6 +98,19 @@ def test_score_task_without_programs():
     assert (r.test_oracle, r.test_oracle_kaggle, r.vote_pass2, r.vote_gap, r.attempts) == (False, 0.0, 0.0, 0.0, [])
 
 
+def test_score_task_votes_only_on_programs_that_pass_the_filters():
+    """Spec §6 / §7.2: a program that returns its inputs (identity filter) and one that fails (invalid_grid) do not
+    vote; the oracles, valid_rate and mean_train_acc still count them."""
+    identity = ("def transform(grid):\n    return grid", [((1,),), ((2, 3),), ((5,),), ((7,),)])
+    right = ("def transform(grid):\n    return [[v + 1 for v in r] for r in grid]", [T0, T1, S0, S1])
+    r = score_task(make_task(), [identity] * 3 + [right, PROGRAMS[3]], c=0.0)  # c=0: plain majority
+    assert r.attempts == [(S0, S1)] and r.vote_pass2 == 1.0
+    assert r.n_voters == 1 and r.filtered["identity"] == 3 and r.filtered["invalid_grid"] == 1
+    assert r.vote_pass2_unfiltered == 1.0  # attempt 2: the identity answer first, the right one second
+    assert score_task(make_task(), [identity] * 3 + [right], attempts=1, c=0.0).vote_pass2_unfiltered == 0.0
+    assert (r.n_programs, r.n_valid, r.test_oracle) == (5, 4, True)
+
+
 def test_summarize_means_over_tasks_and_programs():
     results = [
         score_task(make_task(task_id="a"), PROGRAMS, attempts=1),  # pass2 0.5, oracle_kaggle 1.0
@@ -113,6 +126,8 @@ def test_summarize_means_over_tasks_and_programs():
     assert s["test_oracle_kaggle"] == 0.5  # mean(1.0, 0.0)
     assert s["vote_pass2"] == 0.25  # mean(0.5, 0.0)
     assert s["vote_gap"] == 0.25
+    assert s["vote_pass2_unfiltered"] == 0.25  # every program of PROGRAMS that can vote passes the filters
+    assert s["n_voters"] == 6 and s["filtered"] == {**dict.fromkeys(FILTERS, 0), "invalid_grid": 2}  # p4 twice
 
 
 def test_summarize_without_known_test_outputs_or_tasks():

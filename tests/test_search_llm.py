@@ -15,6 +15,7 @@ from soar.engines.base import Sampling
 from soar.engines.checkpoints import EMBEDDED, resolve_model
 from soar.hardware import choose_dtype, detect
 from soar.prompts import code_end, sampling_messages
+from soar.scoring.filters import keep_program
 from soar.data import load_split
 from wandb_records import run_contents
 
@@ -47,9 +48,11 @@ def test_search_archives_sampled_and_refined_programs(llm_run: Path) -> None:
     ids = {r["program_id"] for r in rows}
     assert len(ids) == len(rows)
     assert all(c["parent_id"] in ids for c in children)
-    # a task is refined only when sampling left it a valid parent that is not already fully correct
+    # a task is refined only when sampling left it a parent that passes SOAR's filters and is not fully correct
+    split = load_split("arc_agi_1", "training")
     refinable = {r["task_id"] for r in samples
-                 if r["valid"] and not (r["train_acc"] == 1.0 and all(r["correct_test_input"]))}
+                 if keep_program(r, split[r["task_id"]]) is None
+                 and not (r["train_acc"] == 1.0 and all(r["correct_test_input"]))}
     assert {c["task_id"] for c in children} == refinable
     assert len(children) == 4 * len(refinable)
     # search=tiny stops every answer at the fence closing its first transform block (search.stop_at_code)

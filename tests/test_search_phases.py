@@ -1,7 +1,11 @@
 """The sampling and refinement loops with a scripted engine (answers chosen by the test), the real executor and a
-real archive: early stop, prompts too long for the context, lineage, resume after a killed run."""
+real archive: early stop, prompts too long for the context, lineage, h of failing children, resume after a killed
+run."""
 from __future__ import annotations
 
+import shutil
+import zlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,7 +23,8 @@ from soar.search.sample import run_sampling
 from soar.search.state import SearchState
 
 ROTATE = "```python\ndef transform(grid):\n    return [row[::-1] for row in grid[::-1]]\n```"
-IDENTITY = "Here it is:\n```python\ndef transform(grid):\n    return grid\n```"
+IDENTITY = "Here it is:\n```python\ndef transform(grid):\n    return grid\n```"  # SOAR's filters reject it as a parent
+FLIP = "```python\ndef transform(grid):\n    return grid[::-1]\n```"  # wrong on both tasks, passes the filters
 SPLIT = load_split("arc_agi_1", "training")
 TASKS = {t: SPLIT[t] for t in ("6150a2bd", "d631b094")}
 
@@ -67,12 +72,24 @@ def executor() -> Executor:
         yield ex
 
 
-def sample(cfg, engine, executor, archive: ProgramArchive, state: SearchState) -> int:
-    evaluator = Evaluator(executor, TASKS, archive, iteration=0, model="scripted")
+def sample(cfg, engine, executor, archive: ProgramArchive, state: SearchState, tasks=TASKS) -> int:
+    evaluator = Evaluator(executor, tasks, archive, iteration=0, model="scripted")
     evaluator.listeners.append(lambda kind, rows: state.update(rows))
     fewshot = FewshotPool([(SPLIT["3c9b0459"], "def transform(grid):\n    return grid\n")])
     try:
-        skipped = run_sampling(cfg, TASKS, engine, evaluator, state, fewshot)
+        skipped = run_sampling(cfg, tasks, engine, evaluator, state, fewshot)
+        evaluator.drain()
+    finally:
+        evaluator.close()
+    return skipped
+
+
+def refine(cfg, engine, executor, archive: ProgramArchive, state: SearchState, tasks=TASKS) -> int:
+    """The refinement phase on what `archive` holds (a resumed run when it already has refined programs)."""
+    evaluator = Evaluator(executor, tasks, archive, iteration=0, model="scripted")
+    evaluator.listeners.append(lambda kind, rows: state.update(rows))
+    try:
+        skipped = run_refinement(cfg, tasks, archive.read().to_pylist(), engine, evaluator, state, use_test=True)
         evaluator.drain()
     finally:
         evaluator.close()
@@ -107,13 +124,7 @@ def test_answers_continue_the_answer_prefix(tmp_path: Path, executor: Executor) 
     engine = ScriptedEngine(lambda _: rest)
     archive, state = ProgramArchive(tmp_path / "a"), SearchState()
     sample(cfg, engine, executor, archive, state)
-    evaluator = Evaluator(executor, TASKS, archive, iteration=0, model="scripted")
-    evaluator.listeners.append(lambda kind, rows: state.update(rows))
-    try:
-        run_refinement(cfg, TASKS, archive.read().to_pylist(), engine, evaluator, state, use_test=True)
-        evaluator.drain()
-    finally:
-        evaluator.close()
+    refine(cfg, engine, executor, archive, state)
     rows = archive.read().to_pylist()
     assert {r["kind"] for r in rows} == {"sample", "refine"}
     assert all(p.endswith(prefix) for p in engine.prompts)
@@ -159,23 +170,105 @@ def test_sampling_resumes_after_a_killed_run(tmp_path: Path, executor: Executor)
 def test_refinement_children_keep_their_parent(tmp_path: Path, executor: Executor) -> None:
     cfg = config(sample={"budget": 4, "n": 4}, refine={"budget": 6, "n": 2, "islands": 2})
     archive, state = ProgramArchive(tmp_path / "a"), SearchState()
-    sample(cfg, ScriptedEngine(lambda _: IDENTITY), executor, archive, state)
-    engine = ScriptedEngine(lambda p: ROTATE if "Previous implementation" in p else IDENTITY)
-    evaluator = Evaluator(executor, TASKS, archive, iteration=0, model="scripted")
-    evaluator.listeners.append(lambda kind, rows: state.update(rows))
-    try:
-        run_refinement(cfg, TASKS, archive.read().to_pylist(), engine, evaluator, state, use_test=True)
-        evaluator.drain()
-    finally:
-        evaluator.close()
+    sample(cfg, ScriptedEngine(lambda _: FLIP), executor, archive, state)
+    engine = ScriptedEngine(lambda p: ROTATE if "Previous implementation" in p else FLIP)
+    refine(cfg, engine, executor, archive, state)
     rows = archive.read().to_pylist()
     samples = {r["program_id"] for r in rows if r["kind"] == "sample"}
     children = [r for r in rows if r["kind"] == "refine"]
-    assert len(children) == 2 * 6  # both tasks have valid sampled parents (identity)
+    assert len(children) == 2 * 6  # both tasks have sampled parents that pass the filters (flip)
     assert all(c["parent_id"] in samples or c["parent_id"] in {k["program_id"] for k in children} for c in children)
     assert {c["program_id"].split("/")[2][:2] for c in children} == {"r0", "r1"}  # islands
-    assert all("def transform(grid):\n    return grid" in p for p in engine.prompts)  # the parent's code is shown
+    parents = ("return grid[::-1]", "return [row[::-1] for row in grid[::-1]]")  # a sample's or a child's code
+    assert all(any(f"def transform(grid):\n    {code}" in p for code in parents) for p in engine.prompts)
     assert any(c["train_acc"] == 1.0 for c in children if c["task_id"] == "6150a2bd")
+
+
+# d631b094: the output is one row of the input's coloured cells (4 train pairs; the test input has 5 cells)
+FIRST_CELL = "```python\ndef transform(grid):\n    return [[v for r in grid for v in r if v][:1]]\n```"  # h = 0.25
+PARTIAL = ("```python\ndef transform(grid):\n    cells = [v for r in grid for v in r if v]\n"
+           "    if len(cells) == 5:\n        raise ValueError('the test input')\n"
+           "    return [cells] if len(cells) < 4 else [[0]]\n```")  # right on 3 of 4 train pairs, crashes on test
+
+
+def test_a_child_that_crashes_on_the_test_input_keeps_its_train_accuracy(tmp_path: Path, executor: Executor) -> None:
+    """Finding 3: h = mean of the train-pair flags (errors count per input), not 0 for any failure. Greedy picks
+    the partly failing child (h = 0.75) over the sampled parents (h = 0.25) in the next round."""
+    tasks = {"d631b094": SPLIT["d631b094"]}
+    cfg = config(sample={"budget": 4, "n": 4}, refine={"budget": 4, "n": 2, "selector": "greedy"})
+    archive, state = ProgramArchive(tmp_path / "a"), SearchState()
+    sample(cfg, ScriptedEngine(lambda _: FIRST_CELL), executor, archive, state, tasks)
+    refine(cfg, ScriptedEngine(lambda p: ROTATE if "raise ValueError" in p else PARTIAL), executor, archive, state,
+           tasks)
+    children = [r for r in archive.read().to_pylist() if r["kind"] == "refine"]
+    first, second = children[:2], children[2:]
+    assert all(c["train_acc"] == 0.75 and not c["valid"] and "the test input" in c["error"] for c in first)
+    assert {c["parent_id"] for c in second} == {first[0]["program_id"]}
+    arms = {a.program_id: a for a in state.pools[("d631b094", 0)].arms}
+    assert arms[first[0]["program_id"]].train_acc == 0.75 and arms[first[0]["program_id"]].n_refined == 2
+
+
+def mutate(prompt: str) -> str:
+    """A deterministic child of the prompt's parent: one of a few behaviours, tagged so that lineages differ (the
+    salt "3" gives both tasks train-perfect children)."""
+    h = zlib.crc32(("3" + prompt).encode())
+    body = ["return grid[::-1]", "return [row[::-1] for row in grid[::-1]]", "return [[v for r in grid for v in r if v]]",
+            "return [[v for r in grid for v in r if v][:1]]", "raise ValueError('no')"][h % 5]
+    return f"```python\ndef transform(grid):\n    tag = {h % 1000}\n    {body}\n```"
+
+
+def lineage(archive: ProgramArchive) -> list[tuple]:
+    return [(r["program_id"], r["parent_id"], r["code"]) for r in archive.read().to_pylist()]
+
+
+def pool_counts(state: SearchState) -> dict:
+    return {key: [(a.program_id, a.train_acc, a.bin, a.n_refined) for a in pool.arms] for key, pool in state.pools.items()}
+
+
+@pytest.mark.parametrize("lag, early_stop, count_visits", [(1, 100, True), (2, 100, True), (1, 3, True),
+                                                            (1, 100, False)])
+def test_a_resumed_refinement_continues_exactly_as_an_uninterrupted_one(tmp_path: Path, executor: Executor, lag: int,
+                                                                        early_stop: int, count_visits: bool) -> None:
+    """Findings 4 and 5: N counts completions (n = 2 per pick; none with count_visits=false, SOAR's code) and a run
+    killed after k rounds and resumed writes the same programs (ids, parents, code) and ends with the same pools and
+    counts as one never killed."""
+    cfg = config(sample={"budget": 4, "n": 4}, refine={"budget": 16, "n": 2, "islands": 2, "lag": lag,
+                                                       "early_stop": early_stop, "count_visits": count_visits})
+    first = {"6150a2bd": FLIP, "d631b094": FIRST_CELL}
+    sampler = ScriptedEngine(lambda p: first["6150a2bd" if "[[3 3 8]" in p or "[[5 5 2]" in p else "d631b094"])
+    whole, state = ProgramArchive(tmp_path / "whole"), SearchState()
+    sample(cfg, sampler, executor, whole, state)
+    refine(cfg, ScriptedEngine(mutate), executor, whole, state)
+    rows = whole.read().to_pylist()
+    children = [r for r in rows if r["kind"] == "refine"]
+    assert {r["task_id"] for r in children if r["train_acc"] == 1.0} == set(TASKS)
+    assert len(children) == 32 if early_stop == 100 else 8 < len(children) < 32  # early stop: one task stops
+    assert len({r["parent_id"] for r in children}) > 6  # children became parents: the pools evolved
+    for (task, island), pool in state.pools.items():  # N = completions generated from the arm (Fig. 11)
+        born = Counter(r["parent_id"] for r in children if r["task_id"] == task and f"/r{island}-" in r["program_id"])
+        assert {a.program_id: a.n_refined for a in pool.arms if a.n_refined} == (dict(born) if count_visits else {})
+    for k in range(1, len(whole.parts()) - 1):  # killed after k refinement rounds were archived
+        killed = tmp_path / f"killed{k}"
+        shutil.copytree(whole.path, killed)
+        for part in ProgramArchive(killed).parts()[1 + k:]:
+            part.unlink()
+        resumed, again = ProgramArchive(killed), SearchState()
+        again.update(resumed.read().to_pylist())
+        left = len(rows) - len(resumed)
+        engine = ScriptedEngine(mutate)
+        refine(cfg, engine, executor, resumed, again)
+        assert lineage(resumed) == lineage(whole), k
+        assert pool_counts(again) == pool_counts(state), k
+        assert len(engine.prompts) == left // 2  # only the missing rounds were generated, n = 2 per prompt
+
+
+@pytest.mark.parametrize("key, value", [("lag", 0), ("lag", -1), ("lag", 1.5), ("lag", True), ("lag", "1"),
+                                        ("count_visits", 1), ("count_visits", "yes")])
+def test_bad_refine_settings_are_refused_naming_the_key(tmp_path: Path, executor: Executor, key: str,
+                                                        value: object) -> None:
+    with pytest.raises(ValueError, match=f"search.refine.{key}="):
+        refine(config(refine={key: value}), ScriptedEngine(lambda _: FLIP), executor, ProgramArchive(tmp_path / "a"),
+               SearchState())
 
 
 def test_other_weights_refine_after_the_sampling_engine_is_closed(tmp_path: Path, monkeypatch) -> None:
@@ -188,7 +281,7 @@ def test_other_weights_refine_after_the_sampling_engine_is_closed(tmp_path: Path
 
     class Recorded(ScriptedEngine):
         def __init__(self, path: str) -> None:
-            super().__init__(lambda _: IDENTITY if path == "base-dir" else ROTATE)
+            super().__init__(lambda _: FLIP if path == "base-dir" else ROTATE)
             self.path = path
             events.append(f"open {path}")
 
@@ -209,7 +302,7 @@ def test_other_weights_refine_after_the_sampling_engine_is_closed(tmp_path: Path
     out = llm.run_llm(cfg, SPLIT, TASKS, archive, NullTracker())
     assert events == ["open base-dir", "close base-dir", "open refiner-dir", "close refiner-dir"]
     rows = archive.read().to_pylist()
-    assert {r["code"] for r in rows if r["kind"] == "sample"} == {"def transform(grid):\n    return grid"}
+    assert {r["code"] for r in rows if r["kind"] == "sample"} == {"def transform(grid):\n    return grid[::-1]"}
     assert {r["code"] for r in rows if r["kind"] == "refine"} == {
         "def transform(grid):\n    return [row[::-1] for row in grid[::-1]]"}
     assert out["n_programs_generated"] == 2 * 4 + 2 * 2  # both engines counted

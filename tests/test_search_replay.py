@@ -67,12 +67,15 @@ def test_replay_metrics(example_run: Path) -> None:
                 "vote_pass2", "exec_programs_per_s"):
         assert key in metrics, key
     assert metrics["n_tasks"] == 12 and metrics["n_programs"] == 18
-    # 11 of the 12 tasks have a hand-written correct program, and it wins the vote
-    assert metrics["train_oracle"] == metrics["test_oracle"] == metrics["vote_pass2"] == 11 / 12
+    # 11 of the 12 tasks have a hand-written correct program. It wins the vote in 10: SOAR's filters (spec §7.2)
+    # keep 44f52bb0's out of it, its code holds its own 1x1 answers ("return [[1]] if ... else [[7]]")
+    assert metrics["train_oracle"] == metrics["test_oracle"] == metrics["vote_pass2_unfiltered"] == 11 / 12
+    assert metrics["vote_pass2"] == 10 / 12 and metrics["filtered"]["hardcoded_output"] == 1
     assert 0 < metrics["valid_rate"] < 1 and 0 < metrics["mean_train_acc"] < 1
     assert metrics["exec_programs_per_s"] > 0
     tasks = json.loads((example_run / "tasks.json").read_text())
     assert tasks["6150a2bd"]["n_programs"] == 2 and tasks["6150a2bd"]["vote_pass2"] == 1.0
+    assert tasks["44f52bb0"]["test_oracle"] and tasks["44f52bb0"]["vote_pass2"] == 0.0
 
 
 def test_replay_logs_a_finished_wandb_run(example_run: Path) -> None:
@@ -80,7 +83,7 @@ def test_replay_logs_a_finished_wandb_run(example_run: Path) -> None:
     assert run["exit_code"] == 0
     assert run["run"].job_type == "search"
     assert run["config"]["model"]["name"] == "replay" and run["config"]["data"]["split"] == "training"
-    assert run["summary"]["search/vote_pass2"] == 11 / 12
+    assert run["summary"]["search/vote_pass2"] == 10 / 12
     assert run["summary"]["search/n_programs"] == 18
 
 

@@ -2,6 +2,7 @@
 progress callback that sees tokens as they are generated."""
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,16 @@ class Completion:
 class Sampling:
     temperature: float = 1.0
     min_p: float = 0.05
-    seed: int = 0
+    seed: int = 0  # the engine-wide seed (engines take no per-request seeds): see engine_seed
+
+
+def engine_seed(seed: int, iteration: int, phase: str) -> int:
+    """The seed of the engine that runs `phase` (sample | refine) in `iteration` of a run seeded `seed`: a stable
+    hash, so that every engine of a loop draws its own stream (the same seed in every iteration would replay one
+    stream of random draws on nearly the same model and prompts), and no two of them are close (vLLM seeds child i
+    of a request `seed + i`: consecutive seeds would share draws if a seed ever reached a request)."""
+    digest = hashlib.sha256(f"soar-engine/{int(seed)}/{int(iteration)}/{phase}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1  # 31 bits: every engine's seed type takes it
 
 
 class Engine(Protocol):

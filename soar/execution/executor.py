@@ -9,6 +9,7 @@ left with work in flight by an interrupted `run`.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import pickle
@@ -19,12 +20,14 @@ import sys
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from soar.data.task import Grid
 from soar.execution import wire
+from soar.execution.budget import NAMESPACES, Budget
 from soar.execution.outcome import Failure, FailureKind, Output
 
 Job = tuple[str, Sequence[Grid]]
@@ -110,18 +113,37 @@ class _ServerDied(Exception):
 
 
 class Executor:
-    """Runs untrusted `transform` programs on grids; see the package docstring."""
+    """Runs untrusted `transform` programs on grids; see the package docstring. The arguments are the keys of
+    conf/execution/*.yaml (`from_config`); the budget's are documented in `budget.py`."""
 
-    def __init__(self, workers: int | None = None, timeout_s: float = 1.0, memory_mb: int = 1024,
-                 chunk_size: int = 128, isolate: bool = True) -> None:  # fmt: skip
+    def __init__(self, workers: int | None = None, timeout_s: float = 1.0, timeout_min_s: float = 2.0,
+                 timeout_max_s: float = 20.0, clock: str = "cpu", wall_factor: float = 5.0, memory_mb: int = 1024,
+                 chunk_size: int = 128, isolate: bool = True, namespace: str = "plain") -> None:  # fmt: skip
+        self.budget = Budget(timeout_s, timeout_min_s, timeout_max_s, clock, wall_factor)
+        for key, value in (("workers", workers or 1), ("memory_mb", memory_mb), ("chunk_size", chunk_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"execution.{key}={value!r}: must be an integer >= 1" + " or null" * (key == "workers"))
+        if namespace not in NAMESPACES:
+            raise ValueError(f"execution.namespace={namespace!r}: must be one of {', '.join(NAMESPACES)}")
         self.workers = workers or len(os.sched_getaffinity(0)) or 1  # the cores this job may use (SLURM)
-        self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.chunk_size = chunk_size
         self.isolate = isolate
+        self.namespace = namespace
         self.programs_run = 0  # distinct (source, inputs) executions so far: deduplication shows here
         self._servers: list[_Server] = []
         self._sel = selectors.DefaultSelector()
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> Executor:
+        """An executor from an `execution` config node (conf/execution/*.yaml); `name` and `batch_size` are the
+        caller's. Unknown or invalid keys raise ValueError naming the key."""
+        params = {k: v for k, v in cfg.items() if k not in ("name", "batch_size")}
+        allowed = inspect.signature(cls).parameters
+        for key in params:
+            if key not in allowed:
+                raise ValueError(f"execution.{key}: unknown key; the executor's are {', '.join(allowed)}")
+        return cls(**params)
 
     def __enter__(self) -> Executor:
         self.start()
@@ -201,7 +223,8 @@ class Executor:
             for uid in part:
                 local.setdefault(run.work[uid][1], len(local))
             jobs = [(run.work[uid][0], local[run.work[uid][1]]) for uid in part]
-            payload = pickle.dumps((self.timeout_s, [run.sets[k] for k in local], jobs), pickle.HIGHEST_PROTOCOL)
+            chunk = (self.budget, self.namespace, [run.sets[k] for k in local], jobs)  # a server.Chunk
+            payload = pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)
             chunks.append(_Chunk(part, wire.frame(payload)))
         return chunks
 

@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 import warnings
+from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
@@ -116,16 +117,19 @@ CANARY_MODULES = (
 
 
 class Canary:
-    """Detects a change of shared interpreter state since construction: the child then retires.
+    """Keeps the shared interpreter state of a program child as it was at construction, or says it cannot.
 
     Built once in the fork-server before it forks: building it touches (increments the reference counts of)
     thousands of objects, which would cost a child hundreds of copy-on-write page faults.
 
-    `changed(deep=False)` compares a few global settings (recursion limit, numpy error mode, warning filters,
-    tracing...): about a microsecond. `changed(deep=True)` also checks the identity of every attribute that
-    existed at construction in the modules above and in the Python classes they hold, and that sys.modules
-    still maps the same names to the same modules: ~0.2 ms, so it runs only after a program that `suspect`
-    flags. New attributes elsewhere (a lazily imported submodule) are fine.
+    `check(deep)` runs after every program. Settings that programs and libraries change (recursion limit, int
+    digits, gc, tracing, numpy error handling, warning filters: scipy.sparse adds one on import) are compared
+    (a few microseconds) and, when changed, put back with functions bound at construction, so the child goes on
+    with what it imported. `deep=True` also checks the identity of every attribute that existed at construction
+    in the modules above and in the Python classes they hold, and that sys.modules still maps the same names to
+    the same modules: 0.2-1 ms, so it runs only after a program that `suspect` flags. New attributes elsewhere
+    (a lazily imported submodule) are fine. `check` returns True when the child must retire: something
+    changed that cannot be put back.
     """
 
     def __init__(self) -> None:
@@ -135,6 +139,23 @@ class Canary:
             spaces.append(vars(module))
             spaces += [vars(v) for v in vars(module).values() if isinstance(v, type) and _mutable(v)]
         self._getters = [(operator.itemgetter(*ns), ns) for ns in spaces if len(ns) > 1]
+        np = sys.modules["numpy"]
+        seterr, enable, disable = np.seterr, gc.enable, gc.disable
+        # (read, put back, comparable form) of each setting: functions bound now, before any program could replace them
+        self._knobs: list[tuple[Callable[[], Any], Callable[[Any], Any], Callable[[Any], Any]]] = [
+            (sys.getrecursionlimit, sys.setrecursionlimit, _same),
+            (sys.get_int_max_str_digits, sys.set_int_max_str_digits, _same),
+            (sys.gettrace, sys.settrace, id),
+            (sys.getprofile, sys.setprofile, id),
+            (gc.isenabled, lambda on: enable() if on else disable(), _same),
+            (np.geterr, lambda modes: seterr(**modes), lambda modes: tuple(modes.items())),
+            (np.geterrcall, np.seterrcall, id),
+        ]
+        self._saved = [read() for read, _, _ in self._knobs]
+        self._builtins, self._warnings = vars(sys.modules["builtins"]), vars(warnings)
+        self._filters = warnings.filters
+        self._saved_filters = list(self._filters)
+        self._filters_mutated = getattr(warnings, "_filters_mutated", lambda: None)  # clears cached lookups
         self._settings = self._current_settings()
         self._ids = self._current_ids()
 
@@ -144,20 +165,31 @@ class Canary:
             ids += map(id, get(ns))
         return ids
 
-    @staticmethod
-    def _current_settings() -> tuple[Any, ...]:
-        np = sys.modules["numpy"]
-        return (
-            len(vars(sys.modules["builtins"])), sys.getrecursionlimit(), id(sys.gettrace()), id(sys.getprofile()),
-            sys.get_int_max_str_digits(), gc.isenabled(), id(warnings.filters), len(warnings.filters),
-            tuple(np.geterr().items()), id(np.geterrcall()),
-        )  # fmt: skip
+    def _current_settings(self) -> tuple[Any, ...]:
+        filters = self._warnings["filters"]
+        return len(self._builtins), id(filters), *map(id, filters), *(form(read()) for read, _, form in self._knobs)
 
-    def changed(self, deep: bool) -> bool:
+    def _restore(self) -> None:
+        for (_, put, _), value in zip(self._knobs, self._saved, strict=True):
+            put(value)
+        self._warnings["filters"] = self._filters
+        self._filters[:] = self._saved_filters
+        self._filters_mutated()
+
+    def check(self, deep: bool) -> bool:
+        """Put changed settings back; return whether the child must retire (`deep`: also check identities)."""
         try:
-            return self._current_settings() != self._settings or deep and self._current_ids() != self._ids
+            if self._current_settings() != self._settings:
+                self._restore()
+                if self._current_settings() != self._settings:
+                    return True
+            return deep and self._current_ids() != self._ids
         except BaseException:  # an attribute was deleted, a function replaced...: retire anyway
             return True
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _mutable(cls: type) -> bool:

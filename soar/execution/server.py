@@ -1,12 +1,14 @@
 """The fork-server: a fresh interpreter that forks one confined child per chunk of programs and supervises it.
 
 Started by the coordinator (`executor.py`) with a scrubbed environment. It reads chunks (pickled by the trusted
-coordinator: timeout, input sets, (source, input set) jobs) from stdin, and writes one wire record per program
-to stdout, in chunk order. A child runs the chunk's programs from a given position, streaming one record per
-program. The server gives each program a deadline of (inputs + 1) x timeout + grace; on overrun it SIGKILLs the
-child's process group and charges `timeout`; on a crash (signal, unexpected exit, garbage on the pipe) it
-charges `crash`; on exit code RETIRE (canary tripped, memory exhausted or grown) it charges nobody. It then forks a new
-child for the rest of the chunk.
+coordinator: budget, namespace, input sets, (source, input set) jobs) from stdin, and writes one wire record per
+program to stdout, in chunk order. A child runs the chunk's programs from a given position, streaming one record
+per program; each program's own timer (`runner.py`) stops it when its budget runs out. The server is the second
+line: it reads the child's CPU clock and the wall clock every tick, and when the current program has spent its
+budget plus a grace (CPU, or wall with clock=wall) or its wall-clock backstop plus the grace, it SIGKILLs the
+child's process group and charges `timeout`; a RLIMIT_CPU over the whole chunk is the third. On a crash (signal,
+unexpected exit, garbage on the pipe) it charges `crash`; on exit code RETIRE (canary tripped, memory exhausted or
+grown) it charges nobody. It then forks a new child for the rest of the chunk.
 """
 
 from __future__ import annotations
@@ -21,15 +23,25 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from typing import NamedTuple
 
 from soar.execution import runner, sandbox, wire
+from soar.execution.budget import Budget, over_budget, over_wall_backstop
 from soar.execution.outcome import FailureKind
 
-GRACE_S = 0.5
-TICK_S = 0.005  # how often the server collects a child's records
+GRACE_S = 0.5  # beyond a program's budget, for its own timer to stop it first
+TICK_S = 0.005  # how often the server collects a child's records and looks at its clocks
 RETIRE = 3
 FAILED = 4
+
+
+class Chunk(NamedTuple):
+    """What the coordinator sends: programs to run, as (source, index into input_sets), and how."""
+
+    budget: Budget
+    namespace: str  # budget.NAMESPACES
+    input_sets: list[tuple[tuple[tuple[int, ...], ...], ...]]
+    jobs: list[tuple[str, int]]
 
 
 class Server:
@@ -60,16 +72,27 @@ class Server:
 
     def serve(self) -> None:
         while (payload := wire.read_frame(self.proto_in)) is not None:
-            timeout_s, input_sets, jobs = pickle.loads(payload)  # from the trusted coordinator
+            chunk = Chunk(*pickle.loads(payload))  # from the trusted coordinator
             wire.write_all(self.proto_out, wire.frame(wire.STARTED))
             pos = 0
-            while pos < len(jobs):
-                pos = self._run_child(jobs, input_sets, pos, timeout_s)
+            while pos < len(chunk.jobs):
+                pos = self._run_child(chunk, pos)
 
-    def _run_child(self, jobs: Sequence[tuple[str, int]], input_sets: list, start: int, timeout_s: float) -> int:
-        """Fork a child for jobs[start:], relay its records; return the position to continue from."""
-        n_inputs = [len(input_sets[k]) for _, k in jobs]
-        budgets = [(n + 1) * timeout_s + GRACE_S for n in n_inputs]
+    def _run_child(self, chunk: Chunk, start: int) -> int:
+        """Fork a child for chunk.jobs[start:], relay its records; return the position to continue from."""
+        jobs, budget = chunk.jobs, chunk.budget
+        n_inputs = [len(chunk.input_sets[k]) for _, k in jobs]
+        limits = [budget.seconds(n) for n in n_inputs]
+        walls = [budget.wall_seconds(n) for n in n_inputs]
+
+        def overrun(pos: int, wall_used: float, cpu_used: float) -> str | None:
+            """Why the program at `pos` must be stopped now (its budget plus grace is spent), if it must."""
+            if budget.clock == "cpu" and cpu_used > limits[pos] + GRACE_S:
+                return over_budget(limits[pos], "cpu")
+            if wall_used > walls[pos] + GRACE_S:
+                return over_budget(limits[pos], "wall") if budget.clock == "wall" else over_wall_backstop(walls[pos])
+            return None
+
         # Records go through `data`, read every TICK_S: the child's writes wake nobody. `alive` is never written;
         # its end of file wakes the server as soon as the child exits.
         data_r, data_w = os.pipe()
@@ -83,22 +106,25 @@ class Server:
         if pid == 0:
             os.close(data_r)
             os.close(alive_r)
-            self._child(jobs, input_sets, start, timeout_s, (data_w, alive_w), math.ceil(sum(budgets[start:])) + 1)
+            cpu_s = math.ceil(sum(limits[start:]) + GRACE_S * (len(jobs) - start)) + 1  # backstop for the chunk
+            self._child(chunk, start, limits, (data_w, alive_w), cpu_s)
         os.close(data_w)
         os.close(alive_w)
         try:
             os.setpgid(pid, pid)
         except OSError:
             pass  # the child already did it, or is gone
+        clock = _cpu_clock(pid)
         pos, buf, exited, last = start, bytearray(), False, b""
-        deadline = time.monotonic() + budgets[pos]
+        began, began_cpu = time.monotonic(), 0.0  # when the program at `pos` began, by each clock (about)
         verdict: tuple[FailureKind, str] | None = None
         while pos < len(jobs) and not exited:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                verdict = FailureKind.TIMEOUT, f"killed after {budgets[pos]:g} s"
+            now, cpu = time.monotonic(), _cpu_time(clock)
+            why = overrun(pos, now - began, cpu - began_cpu)
+            if why:
+                verdict = FailureKind.TIMEOUT, why
                 break
-            exited = bool(select.select([alive_r], [], [], min(TICK_S, left))[0])
+            exited = bool(select.select([alive_r], [], [], TICK_S)[0])
             garbage = exited and os.read(alive_r, 1 << 16) != b""  # not end of file: a program wrote there
             buf += _read_available(data_r)
             new, records, broken = _check(buf, pos, n_inputs)
@@ -107,11 +133,13 @@ class Server:
             else:
                 last = records  # sent once the child is reaped: when the chunk's results are in, it is gone
             if new > pos:
-                pos, deadline = new, time.monotonic() + budgets[min(new, len(jobs) - 1)]
+                pos, began, began_cpu = new, time.monotonic(), _cpu_time(clock)
             if broken or garbage:
                 verdict = FailureKind.CRASH, "garbage on the result pipe"
                 break
-        status, killed = _finish(pid, deadline if verdict is None and pos < len(jobs) else 0.0)
+        # A child that closed `alive` itself may still run: it gets until the wall-clock limit of its program.
+        wait_until = began + walls[pos] + GRACE_S if verdict is None and pos < len(jobs) else 0.0
+        status, killed = _finish(pid, wait_until)
         os.close(data_r)
         os.close(alive_r)
         if self.bpf is None:
@@ -120,11 +148,11 @@ class Server:
             wire.write_all(self.proto_out, last)
             return pos
         if verdict is None and killed:
-            verdict = FailureKind.TIMEOUT, f"killed after {budgets[pos]:g} s"
+            verdict = FailureKind.TIMEOUT, overrun(pos, math.inf, 0.0) or ""
         if verdict is None:
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == RETIRE:
                 return pos
-            verdict = _verdict(status, budgets[pos])
+            verdict = _verdict(status, limits[pos])
         self._emit(pos, *verdict, n_inputs[pos])
         return pos + 1
 
@@ -132,8 +160,7 @@ class Server:
         """Write the record of a program that produced none: the same failure for each of its `n` inputs."""
         wire.write_all(self.proto_out, wire.frame(wire.record(pos, [wire.failure_part(kind, message)] * n)))
 
-    def _child(self, jobs: Sequence[tuple[str, int]], input_sets: list, start: int, timeout_s: float,
-               pipes: tuple[int, int], cpu_s: int) -> None:  # fmt: skip
+    def _child(self, chunk: Chunk, start: int, limits: list[float], pipes: tuple[int, int], cpu_s: int) -> None:
         """Body of a program child: confine itself, run jobs[start:], write records to pipes[0]; never returns."""
         code, me = FAILED, os.getpid()
         write = os.write  # bound now: a program may replace os.write
@@ -151,16 +178,16 @@ class Server:
                 sandbox.load_seccomp(self.bpf)
             # A program that grew the heap by a quarter of the budget leaves the next ones less: retire after it.
             peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + self.memory_mb * 256
-            for pos in range(start, len(jobs)):
-                source, k = jobs[pos]
-                ran = runner.run_program(source, input_sets[k], timeout_s)
+            for pos in range(start, len(chunk.jobs)):
+                source, k = chunk.jobs[pos]
+                ran = runner.run_program(source, chunk.input_sets[k], limits[pos], chunk.budget.clock, chunk.namespace)
                 if os.getpid() != me:  # a copy forked by the program (possible without seccomp): not us
                     os._exit(0)
                 data = memoryview(wire.frame(wire.record(pos, ran.parts)))
                 while data:
                     data = data[write(pipes[0], data) :]
                 heavy = ran.out_of_memory or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > peak_kb
-                if heavy or self.canary.changed(deep=ran.suspect):
+                if heavy or self.canary.check(deep=ran.suspect):
                     code = RETIRE
                     break
             else:
@@ -182,13 +209,13 @@ def _probe(bpf: bytes) -> None:
         raise OSError("the kernel refused the filter")
 
 
-def _verdict(status: int, budget: float) -> tuple[FailureKind, str]:
-    """What to charge a program whose child ended unexpectedly (or was killed by us: `status` is SIGKILL)."""
+def _verdict(status: int, limit: float) -> tuple[FailureKind, str]:
+    """What to charge a program whose child ended unexpectedly (`limit`: its budget)."""
     if os.WIFEXITED(status):
         return FailureKind.CRASH, f"exited with status {os.WEXITSTATUS(status)}"
     sig = os.WTERMSIG(status)
-    if sig == signal.SIGXCPU:
-        return FailureKind.TIMEOUT, f"CPU limit, budget {budget:g} s"
+    if sig == signal.SIGXCPU:  # the chunk's RLIMIT_CPU: this program went on after its own budget
+        return FailureKind.TIMEOUT, over_budget(limit, "cpu")
     return FailureKind.CRASH, f"killed by {signal.Signals(sig).name}"
 
 
@@ -217,6 +244,19 @@ def _kill_strays() -> None:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
+
+
+def _cpu_clock(pid: int) -> int:
+    """The id of the clock of a process's CPU time (user + system, all threads), as clock_getcpuclockid(3)
+    makes it: readable from here with time.clock_gettime."""
+    return (~pid << 3) | 2  # CPUCLOCK_SCHED of the process
+
+
+def _cpu_time(clock: int) -> float:
+    try:
+        return time.clock_gettime(clock)
+    except OSError:  # the child is gone: its end of file on `alive` says so
+        return 0.0
 
 
 def _read_available(fd: int) -> bytes:

@@ -77,6 +77,11 @@ def grid_part(h: int, w: int, cells: bytes) -> bytes:
     return bytes((0, h, w)) + cells
 
 
+def grid_from_cells(h: int, w: int, cells: bytes) -> CanonicalGrid:
+    """The canonical grid (tuple of tuples of ints) of h x w cell bytes, row by row."""
+    return tuple(tuple(cells[r : r + w]) for r in range(0, h * w, w))
+
+
 def failure_part(kind: FailureKind, message: str = "") -> bytes:
     data = message[:MAX_MESSAGE].encode("utf-8", "replace")
     return _MSG.pack(_CODES[kind], len(data)) + data
@@ -116,8 +121,7 @@ def _decode_parts(payload: bytes, n_inputs: int) -> list[Output]:
             cells = payload[i + 3 : i + 3 + h * w]
             if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE) or len(cells) != h * w or max(cells) > 9:
                 raise ValueError("bad grid")
-            grid: CanonicalGrid = tuple(tuple(cells[r : r + w]) for r in range(0, h * w, w))
-            outs.append(grid)
+            outs.append(grid_from_cells(h, w, cells))
             i += 3 + h * w
         else:
             kind = _KINDS[code]

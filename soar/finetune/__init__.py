@@ -16,7 +16,7 @@ from soar.finetune.data import (
     tokenize_examples,
     write_examples,
 )
-from soar.finetune.run import check_data_config, check_finetune_config, finetune, is_finished, run_train
+from soar.finetune.run import check_data_config, check_finetune_config, finetune, run_train
 
 __all__ = [
     "IGNORE",
@@ -28,7 +28,6 @@ __all__ = [
     "check_data_config",
     "check_finetune_config",
     "finetune",
-    "is_finished",
     "padding_fraction",
     "read_examples",
     "run_train",

@@ -1,4 +1,11 @@
-"""Chat examples -> token ids with response-only labels, and length-grouped batches.
+"""What the model trains on: search archives -> hindsight chat examples -> token ids with response-only labels ->
+length-grouped batches.
+
+Archives -> examples (`load_examples`): each archive is relabelled against the split its search searched, and
+`finetune.data.use_test` is decided per archive: `auto` (default) uses the tasks' ground-truth test outputs only
+for an archive of a training split (soar.runs.ground_truth_allowed, the search's own rule), `false` never, `true`
+always, with a WARNING naming every archive of another split (an evaluation split's test outputs then choose the
+training data). Archives that differ in use_test are built apart and their examples and statistics put together.
 
 Tokenisation mirrors inference: the prompt is the chat template applied to the messages with the generation
 prompt (what vLLM sees), tokenised on its own; the target is the assistant response followed by the template's
@@ -14,7 +21,9 @@ only flash-attention varlen kernels do efficiently; SDPA on CPU would need a den
 """
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
 import random
 from collections.abc import Iterator, Sequence
@@ -23,7 +32,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
+log = logging.getLogger(__name__)
 IGNORE = -100
 
 
@@ -293,3 +304,98 @@ def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int], p
     real = sum(lengths[i] for b in batches for i in b)
     slots = sum(len(b) * (pad_to or max(lengths[i] for i in b)) for b in batches)
     return 1.0 - real / slots if slots else 0.0
+
+
+# -- archives -> hindsight examples --------------------------------------------------------------------------------
+Split = tuple[str, str, str | None]  # (dataset, split, path) as load_split takes them
+
+
+def archive_splits(cfg: DictConfig) -> dict[str, Split]:
+    """Each archive's (dataset, split, path): its search's own, else `cfg.data` (run dirs without a config)."""
+    from soar.runs import SearchRun
+
+    default = (cfg.data.dataset, cfg.data.split, cfg.data.path)
+    return {str(d): SearchRun(Path(d)).split() or default for d in dict.fromkeys(map(str, cfg.finetune.archives))}
+
+
+def archive_use_test(use_test: Any, splits: dict[str, Split]) -> dict[str, bool]:
+    """finetune.data.use_test resolved per archive (see the module doc); forcing it on a split that is not a
+    training split logs a WARNING naming the archive and the split."""
+    from soar.runs import ground_truth_allowed
+
+    resolved = {}
+    for d, (dataset, split, _) in splits.items():
+        allowed = ground_truth_allowed(split)
+        if use_test is True and not allowed:
+            log.warning("finetune.data.use_test=true: the training data of archive %s is chosen with the "
+                        "ground-truth test outputs of %s/%s, which is not a training split (finetune.data."
+                        "use_test=auto leaves them out)", d, dataset, split)
+        resolved[d] = allowed if use_test == "auto" else bool(use_test)
+    return resolved
+
+
+def archive_tasks(splits: dict[str, Split]) -> dict[str, Any]:
+    """The tasks of every archive's own split, together: archives of several splits (e.g. all-train archives next
+    to test-time ones) relabel against the right tasks. A task id with different contents in two splits is an
+    error."""
+    from soar.data import load_split
+
+    tasks: dict[str, Any] = {}
+    for data in dict.fromkeys(splits.values()):
+        for tid, task in load_split(*data).items():
+            if tasks.setdefault(tid, task) != task:
+                raise ValueError(f"finetune.archives: task {tid} differs between the archives' splits ({data})")
+    return tasks
+
+
+def load_examples(cfg: DictConfig) -> tuple[list[Any], dict[str, Any]]:
+    """Examples from the configured archives via soar.hindsight.build_examples, one build per use_test value; the
+    statistics say which archive used the test outputs (`archives`)."""
+    import pyarrow as pa
+
+    from soar.archive import ProgramArchive
+    from soar.hindsight import HINDSIGHT_COLUMNS, build_examples
+    from soar.runs import SearchRun
+
+    splits = archive_splits(cfg)
+    use_test = archive_use_test(cfg.finetune.data.use_test, splits)
+    tasks = archive_tasks(splits)
+    data = OmegaConf.to_container(cfg.finetune.data, resolve=True)
+    assert isinstance(data, dict)
+    builds = []
+    for value in dict.fromkeys(use_test.values()):
+        tables = [ProgramArchive(SearchRun(Path(d)).archive).read(HINDSIGHT_COLUMNS)
+                  for d, u in use_test.items() if u == value]
+        table = pa.concat_tables(tables, promote_options="default")
+        builds.append(build_examples(table, tasks, {**data, "use_test": value}, seed=cfg.seed))
+    examples = [e for exs, _ in builds for e in exs]
+    stats = builds[0][1] if len(builds) == 1 else merged_stats([s for _, s in builds], examples)
+    stats["archives"] = [{"path": d, "split": "/".join(map(str, splits[d][:2])), "use_test": u}
+                         for d, u in use_test.items()]
+    return examples, stats
+
+
+def merged_stats(parts: list[dict[str, Any]], examples: Sequence[ChatLike]) -> dict[str, Any]:
+    """The statistics of several hindsight builds as one: counts summed, per-task spreads combined exactly
+    (their mean is examples / tasks), response lengths recomputed, `config.use_test` = "per archive"."""
+    def add(a: Any, b: Any) -> Any:
+        if isinstance(a, dict):
+            return {k: add(a[k], b[k]) if k in a and k in b else a.get(k, b.get(k)) for k in a | b}
+        return a + b if isinstance(a, (int, float)) and not isinstance(a, bool) else a
+
+    out = functools.reduce(add, parts)
+    out["config"] = {**parts[0]["config"], "use_test": "per archive"}
+    for kind in out["per_task"]:
+        spreads = [p["per_task"][kind] for p in parts if p["tasks"]]
+        out["per_task"][kind] = _spread([]) if not spreads else {
+            "min": min(s["min"] for s in spreads), "mean": out["examples"][kind] / out["tasks"],
+            "max": max(s["max"] for s in spreads)}
+    by_kind = {"sample": [e for e in examples if getattr(e, "kind", "") == "sample"],
+               "refine": [e for e in examples if getattr(e, "kind", "") == "refine"], "all": list(examples)}
+    out["response_chars"] = {k: _spread([len(e.response) for e in exs]) for k, exs in by_kind.items()}
+    return out
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    return {"min": min(values), "mean": sum(values) / len(values), "max": max(values)} if values else {
+        "min": 0, "mean": 0.0, "max": 0}

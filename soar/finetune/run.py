@@ -2,7 +2,7 @@
 
 Run dir layout: examples.jsonl (the training data), data_stats.json, checkpoints/ (Lightning, adapter-only,
 last.ckpt = resume point), train_log.jsonl (one row per optimizer step), adapter/ (PEFT), merged/ (HF model +
-tokenizer: the next iteration's model), metrics.json (written last: its presence means "finished").
+tokenizer: the next iteration's model), metrics.json, run.json (soar.runs' marker: "finished" is written last).
 Re-running in the same run dir skips a finished run and resumes an interrupted one from checkpoints/last.ckpt.
 """
 from __future__ import annotations
@@ -21,8 +21,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from soar.finetune.data import ChatLike, ChatExample, padding_fraction, read_examples, tokenize_examples, write_examples
+from soar.finetune.data import (
+    ChatExample,
+    ChatLike,
+    load_examples,
+    padding_fraction,
+    read_examples,
+    tokenize_examples,
+    write_examples,
+)
 from soar.hardware import Hardware, choose_dtype, detect
+from soar.runs import MARKER, SearchRun, TrainRun
 from soar.search.results import write_json
 from soar.tracking import NullTracker, Tracker, flatten, tracking
 
@@ -88,13 +97,20 @@ def check_data_config(cfg: DictConfig) -> None:
     for key in ("per_task", "refine_per_task"):
         if not isinstance(data[key], int) or data[key] < 0:
             raise ValueError(f"finetune.data.{key}={data[key]!r}: must be an integer >= 0")
+    if not (isinstance(data.use_test, bool) or data.use_test == "auto"):
+        raise ValueError(f"finetune.data.use_test={data.use_test!r}: allowed: auto (ground truth only from "
+                         "training-split archives), true (always, with a warning), false (never)")
     archives = list(cfg.finetune.archives or [])
     if not archives:
         raise ValueError("finetune.archives is empty: give the search run dir(s) whose programs to learn from, "
                          "e.g. finetune.archives=[outputs/search/2025-01-01/12-00-00]")
     for d in archives:
-        if not (Path(d) / "programs.parquet").exists():
+        run = SearchRun(Path(d))
+        if not run.archive.exists():
             raise FileNotFoundError(f"finetune.archives: {d} has no programs.parquet (not a search run dir)")
+        if not run.finished:
+            raise ValueError(f"finetune.archives: {d} is a search that is not finished (soar.runs: {MARKER}); "
+                             "resume it first (python search.py hydra.run.dir=<that dir> with its overrides)")
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
@@ -105,10 +121,6 @@ def global_rank() -> int:
         if var in os.environ:
             return int(os.environ[var])
     return 0
-
-
-def is_finished(run_dir: Path) -> bool:
-    return all((run_dir / p).exists() for p in ("metrics.json", "adapter/adapter_config.json", "merged/config.json"))
 
 
 def resolve_precision(precision: str, hardware: Hardware) -> str:
@@ -165,10 +177,12 @@ def check_launch(trainer: Any) -> None:
 
 # -- the finetune itself -------------------------------------------------------------------------------------------
 def finetune(examples: Sequence[ChatLike], ft: DictConfig, run_dir: Path, *, seed: int = 0,
-             tracker: Tracker | None = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+             tracker: Tracker | None = None, callbacks: Sequence[Any] = (),
+             extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     """Finetune a fresh LoRA on `ft.base_model` over `examples` (objects with .messages and .response).
 
-    Writes checkpoints/, train_log.jsonl, adapter/, merged/ and metrics.json in `run_dir`; returns the metrics.
+    Writes checkpoints/, train_log.jsonl, adapter/, merged/, metrics.json (with `extra_metrics`) and, last, the
+    finished marker (soar.runs.TrainRun) in `run_dir`; returns the metrics.
     A finished run dir is left alone (its metrics are returned); an interrupted one resumes from
     checkpoints/last.ckpt: the end of its last epoch, or with `checkpoint.every_n_steps` its last step checkpoint,
     mid-epoch, on exactly the micro-batches it had not trained on yet."""
@@ -182,11 +196,14 @@ def finetune(examples: Sequence[ChatLike], ft: DictConfig, run_dir: Path, *, see
     from soar.finetune.module import ChatDataModule, LoraModule
 
     run_dir = Path(run_dir)
-    if is_finished(run_dir):
-        log.info("finetune: %s is finished (metrics.json, adapter/, merged/ exist); skipping", run_dir)
-        return {**json.loads((run_dir / "metrics.json").read_text()), "skipped": True}
+    run = TrainRun(run_dir)
+    if run.finished:
+        log.info("finetune: %s is finished; skipping", run_dir)
+        return {**run.metrics(), "skipped": True}
     check_finetune_config(ft)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if global_rank() == 0:
+        run.start()
     tracker = tracker or NullTracker()
     t_start = time.perf_counter()
 
@@ -307,8 +324,10 @@ def finetune(examples: Sequence[ChatLike], ft: DictConfig, run_dir: Path, *, see
         "merge_seconds": merge_seconds,
         "seconds": time.perf_counter() - t_start,
         "resumed_from": resume_from,
+        **(extra_metrics or {}),
     }
-    write_json(run_dir / "metrics.json", metrics)
+    write_json(run.metrics_file, metrics)
+    run.finish()
     return metrics
 
 
@@ -321,34 +340,6 @@ def _grouped_padding(data: Any, micro: int, group_size: int | None, seed: int) -
 
 
 # -- the job -------------------------------------------------------------------------------------------------------
-def archive_tasks(cfg: DictConfig) -> dict[str, Any]:
-    """The tasks of every archive's own split, together: archives of several splits (e.g. all-train archives next
-    to test-time ones) relabel against the right tasks. A task id with different contents in two splits is an
-    error."""
-    from soar.data import load_split, searched_split
-
-    default = (cfg.data.dataset, cfg.data.split, cfg.data.path)  # for run dirs without a config of their own
-    tasks: dict[str, Any] = {}
-    for data in dict.fromkeys(searched_split(Path(d)) or default for d in cfg.finetune.archives):
-        for tid, task in load_split(*data).items():
-            if tasks.setdefault(tid, task) != task:
-                raise ValueError(f"finetune.archives: task {tid} differs between the archives' splits ({data})")
-    return tasks
-
-
-def load_examples(cfg: DictConfig) -> tuple[list[Any], dict[str, Any]]:
-    """Examples from the configured archives via soar.hindsight.build_examples."""
-    import pyarrow as pa
-
-    from soar.archive import ProgramArchive
-    from soar.hindsight import HINDSIGHT_COLUMNS, build_examples
-
-    tables = [ProgramArchive(Path(d) / "programs.parquet").read(HINDSIGHT_COLUMNS) for d in cfg.finetune.archives]
-    table = pa.concat_tables(tables, promote_options="default")
-    return build_examples(table, archive_tasks(cfg), OmegaConf.to_container(cfg.finetune.data, resolve=True),
-                          seed=cfg.seed)
-
-
 def no_examples_message(cfg: DictConfig, stats: dict[str, Any]) -> str:
     """Why hindsight gave nothing to train on, in the terms of the data config."""
     data, f, r = cfg.finetune.data, stats["filters"], stats["refine"]
@@ -364,9 +355,9 @@ def run_train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from soar.finetune.lora import base_model_path
 
     run_dir = Path(run_dir)
-    if is_finished(run_dir):
+    if (run := TrainRun(run_dir)).finished:
         log.info("train: %s is finished; skipping", run_dir)
-        return json.loads((run_dir / "metrics.json").read_text())
+        return run.metrics()
     check_finetune_config(cfg.finetune)
     examples_file, stats_file = run_dir / "examples.jsonl", run_dir / "data_stats.json"
     if examples_file.exists() and stats_file.exists():  # resuming: train on exactly the same data
@@ -391,10 +382,9 @@ def run_train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         f"{k}={v}" for k, v in stats.items() if isinstance(v, (int, float))))
     with (tracking(cfg, "train", run_dir) if global_rank() == 0 else _null()) as tracker:
         tracker.summary(flatten({"data": stats}, "train"))
-        metrics = finetune(examples, cfg.finetune, run_dir, seed=int(cfg.seed), tracker=tracker)
+        metrics = finetune(examples, cfg.finetune, run_dir, seed=int(cfg.seed), tracker=tracker,
+                           extra_metrics={"iteration": cfg.iteration, "data": stats})
         if metrics:
-            metrics = {"iteration": cfg.iteration, **metrics, "data": stats}
-            write_json(run_dir / "metrics.json", metrics)
             tracker.summary(flatten({k: v for k, v in metrics.items() if k != "data"}, "train"))
             tracker.artifact("adapter", "model", run_dir / "adapter")
             tracker.artifact("merged", "model", run_dir / "merged")
@@ -410,4 +400,4 @@ class _null:
         return None
 
 
-__all__ = ["ChatExample", "check_data_config", "check_finetune_config", "finetune", "is_finished", "run_train"]
+__all__ = ["ChatExample", "check_data_config", "check_finetune_config", "finetune", "load_examples", "run_train"]

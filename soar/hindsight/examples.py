@@ -119,10 +119,11 @@ def _hide_test(task: Task) -> Task:
 
 
 def _config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    if cfg.get("use_test") is None:
-        raise ValueError("finetune data config needs `use_test` (True only where ground-truth test outputs may be used)")
+    if not isinstance(cfg.get("use_test"), bool):
+        raise ValueError(f"finetune data config needs `use_test` true or false, not {cfg.get('use_test')!r} (true only "
+                         "where ground-truth test outputs may be used)")
     c = {k: cfg.get(k, d) for k, d in _DEFAULTS.items()}
-    c["use_test"] = bool(cfg.get("use_test"))
+    c["use_test"] = cfg.get("use_test")
     for key, allowed in (("mode", MODES), ("sample_selection", SAMPLE_SELECTIONS),
                          ("refine_selection", REFINE_SELECTIONS)):
         if c[key] not in allowed:

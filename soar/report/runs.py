@@ -1,4 +1,5 @@
-"""Run directories read back for the report: search runs, loops (iter<i>/{search,heldout,train*}), multirun sweeps."""
+"""Run directories read back for the report: search runs, loops (iter<i>/{search,heldout,train*}), multirun sweeps.
+Whether a run is finished is soar.runs' answer, the same as the loop's."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from soar.runs import SearchRun, TrainRun, loop_iterations
 
 SETS = ("search", "heldout")  # a loop iteration's search stages: its own tasks and the held-out tasks
 
@@ -29,6 +32,7 @@ class Search:
 class Train:
     """One train run dir; `metrics` is empty while the run is unfinished."""
     path: Path
+    finished: bool
     metrics: dict[str, Any]
     log: list[dict[str, Any]]  # train_log.jsonl: one row per optimizer step
 
@@ -55,15 +59,11 @@ class Run:
 
 
 def is_search_dir(path: Path) -> bool:
-    return (path / "metrics.json").is_file() and (path / "tasks.json").is_file()
-
-
-def _iter_dirs(path: Path) -> list[tuple[int, Path]]:
-    return sorted((int(d.name[4:]), d) for d in path.glob("iter*") if d.name[4:].isdigit() and d.is_dir())
+    return SearchRun(path).finished
 
 
 def is_loop_dir(path: Path) -> bool:
-    return (path / "summary.json").is_file() or bool(_iter_dirs(path))
+    return (path / "summary.json").is_file() or bool(loop_iterations(path))
 
 
 def is_run_dir(path: Path) -> bool:
@@ -84,7 +84,7 @@ def expand(path: Path) -> list[Path]:
             print(f"[soar.report] {j}: job without results (failed or unfinished): skipped", file=sys.stderr)
     if not runs:
         raise NotARunError(
-            f"{path}: not a soar run dir: expected metrics.json and tasks.json (a search run), iter<i>/ stages "
+            f"{path}: not a soar run dir: expected a finished search run (soar.runs), iter<i>/ stages "
             "(a loop, python -m soar.loop) or numbered Hydra job dirs holding such runs (a multirun sweep)")
     return runs
 
@@ -94,14 +94,15 @@ def _json(path: Path) -> Any:
 
 
 def load_search(path: Path) -> Search:
-    return Search(path, _json(path / "metrics.json"), _json(path / "tasks.json"))
+    run = SearchRun(path)
+    return Search(path, run.metrics(), _json(run.tasks_file))
 
 
 def load_train(path: Path) -> Train:
-    log_file = path / "train_log.jsonl"
+    run = TrainRun(path)
+    log_file = run.log_file
     log = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()] if log_file.is_file() else []
-    metrics = _json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
-    return Train(path, metrics, log)
+    return Train(path, run.finished, run.metrics() if run.finished else {}, log)
 
 
 def overrides(path: Path) -> list[str]:
@@ -115,7 +116,7 @@ def load_run(path: Path) -> Run:
     if is_search_dir(path):
         return Run(path, "search", overrides(path), [Iteration(None, {"search": load_search(path)})], [])
     iterations, missing = [], []
-    for i, it_dir in _iter_dirs(path):
+    for i, it_dir in loop_iterations(path):
         stages = {}
         for name in SETS:
             if is_search_dir(it_dir / name):
@@ -123,7 +124,7 @@ def load_run(path: Path) -> Run:
             elif (it_dir / name).exists():
                 missing.append(f"{it_dir.name}/{name}")
         train = [load_train(d) for d in sorted(it_dir.glob("train*")) if d.is_dir()]
-        missing += [f"{it_dir.name}/{t.path.name}" for t in train if not t.metrics]
+        missing += [f"{it_dir.name}/{t.path.name}" for t in train if not t.finished]
         iterations.append(Iteration(i, stages, train))
     return Run(path, "loop", overrides(path), iterations, missing)
 

@@ -1,4 +1,8 @@
-"""Per-task section of one search stage: a table of every task, then rendered grids for some solved and unsolved."""
+"""Per-task section of one search stage: a table of every task, then rendered grids for some solved and unsolved.
+
+The vote counts only the programs that pass SOAR's filters (spec §7.2). The table's "voters" column says how many
+did ("-" for runs made before soar filtered); a card says when its best program (by train accuracy) is filtered out.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +12,10 @@ from soar.report.grids import render_task
 from soar.report.html import esc, fmt, image, table
 from soar.report.programs import Best, best_programs, program_outputs, run_tasks
 from soar.report.runs import Search
+from soar.scoring import keep_programs
 
-TASK_COLUMNS = ("task", "programs", "valid", "mean train acc", "best train acc", "train oracle", "test oracle",
-                "vote pass@2")
+TASK_COLUMNS = ("task", "programs", "valid", "voters", "mean train acc", "best train acc", "train oracle",
+                "test oracle", "vote pass@2")
 
 
 def solved(result: dict[str, Any]) -> bool:
@@ -28,16 +33,17 @@ def pick(results: dict[str, dict[str, Any]], best: dict[str, Best], n: int) -> t
 
 
 def task_table(search: Search, best: dict[str, Best]) -> str:
-    rows = [[esc(tid), fmt(r["n_programs"]), fmt(r["valid_rate"]), fmt(r["mean_train_acc"]),
+    rows = [[esc(tid), fmt(r["n_programs"]), fmt(r["valid_rate"]), fmt(r.get("n_voters")), fmt(r["mean_train_acc"]),
              fmt(best[tid].train_acc if tid in best else None), fmt(r["train_oracle"]), fmt(r["test_oracle"]),
              fmt(r["vote_pass2"])] for tid, r in search.tasks.items()]
     return table(TASK_COLUMNS, rows)
 
 
-def _card(tid: str, img: str | None, b: Best | None, n_test: int) -> str:
+def _card(tid: str, img: str | None, b: Best | None, n_test: int, rejected: str | None) -> str:
     stats = "no program" if b is None else (
         f"best program: train acc {fmt(b.train_acc)}, test "
-        + ("unknown" if b.n_test_correct is None else f"{b.n_test_correct}/{n_test} right"))
+        + ("unknown" if b.n_test_correct is None else f"{b.n_test_correct}/{n_test} right")
+        + ("" if rejected is None else f"; filtered out ({rejected}), so it does not vote"))
     code = "" if b is None else f"<pre>{esc(b.code)}</pre>"
     pic = "" if img is None else image(img, f"task {tid}", 480)
     return f'<div class="card"><b>{esc(tid)}</b> <span class="muted">{esc(stats)}</span><br>{pic}{code}</div>'
@@ -61,10 +67,13 @@ def task_section(search: Search, out: Path, prefix: str, max_tasks: int) -> str:
         cards = []
         for tid in ids:
             b = best.get(tid)
-            img = None
+            img, rejected = None, None
             if tid in tasks:
                 img = f"grids/{prefix}_{tid}.png"
-                render_task(tasks[tid], outputs.get(b.program_id) if b else None, out / img)
-            cards.append(_card(tid, img, b, len(tasks[tid].test) if tid in tasks else 0))
+                outs = outputs.get(b.program_id) if b else None
+                render_task(tasks[tid], outs, out / img)
+                if b and outs is not None:
+                    (rejected,) = keep_programs(tasks[tid], [(b.code, outs)])
+            cards.append(_card(tid, img, b, len(tasks[tid].test) if tid in tasks else 0, rejected))
         parts.append(f"<h4>{title}: {len(ids)} of {total} shown</h4><div class=\"cards\">{''.join(cards)}</div>")
     return "".join(parts)

@@ -1,8 +1,12 @@
-"""Validity and anti-hardcoding filters applied to every archived program before it becomes data (spec §5.2, §7.2).
+"""SOAR's validity and anti-hardcoding filters (spec §5.2, §7.2): they decide which programs vote for the final answer
+(soar.scoring.metrics, as in Alg. 3: execute, filter, vote) and which archived programs become training data
+(soar.hindsight).
 
 `keep_program(row, task)` returns None when the program passes, else the name of the first filter (in FILTERS
-order) that rejects it. Only the task's train pairs and the program's own outputs are looked at: never the task's
-test outputs nor the row's `correct_test_input`, so the filters are safe for evaluation splits / test-time training.
+order) that rejects it. `keep_programs(task, programs)` does the same for executor outputs, checking each distinct
+set of outputs once (a search repeats answers a lot). Only the task's train pairs and the program's own outputs are
+looked at: never the task's test outputs nor the row's `correct_test_input`, so the filters are safe for evaluation
+splits / test-time training, and the vote they restrict never sees ground truth.
 
 Decisions where the spec is silent:
 - Near-constant: the mean pairwise distance needs >= 2 train outputs; with a single train pair the filter does not
@@ -13,12 +17,15 @@ Decisions where the spec is silent:
 """
 from __future__ import annotations
 
+from functools import cache
+from itertools import chain
 from numbers import Integral
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from soar.data.task import Task
+from soar.execution.outcome import Failure, Output
 
 MAX_SIDE = 40  # spec §5.2: both dimensions <= 40
 MAX_LINE = 200  # spec §7.2.5: no code line longer than this
@@ -37,11 +44,11 @@ def valid_grid(grid: Any) -> bool:
     width = len(grid[0])
     if width == 0 or width > MAX_SIDE or any(len(r) != width for r in grid):
         return False
-    cells = [v for r in grid for v in r]
-    if not all(type(v) is int for v in cells):  # slow path: numpy integers pass, bools and floats do not
-        if not all(isinstance(v, Integral) and not isinstance(v, (bool, np.bool_)) for v in cells):
+    types = set(map(type, chain.from_iterable(grid)))
+    if types != {int}:  # slow path: numpy integers pass, bools and floats do not
+        if not all(issubclass(t, Integral) and not issubclass(t, (bool, np.bool_)) for t in types):
             return False
-    return 0 <= min(cells) and max(cells) <= 9
+    return 0 <= min(map(min, grid)) and max(map(max, grid)) <= 9
 
 
 def grid_distance(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> float:
@@ -59,27 +66,36 @@ def grid_distance(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> flo
     return 0.0 if n == 0 else float((pa != pb)[mask].sum()) / n
 
 
+@cache
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, 1)
+
+
 def mean_pairwise_distance(grids: Sequence[Sequence[Sequence[int]]]) -> float | None:
     """Mean grid_distance over all pairs of `grids` (vectorised); None with fewer than 2 grids."""
     n = len(grids)
     if n < 2:
         return None
-    shapes = np.array([(len(g), len(g[0]) if len(g) else 0) for g in grids])
-    rows, cols = int(shapes[:, 0].max()), int(shapes[:, 1].max())
-    stack = np.full((n, rows, cols), -1, dtype=np.int16)
-    for k, g in enumerate(grids):
-        if len(g):
-            stack[k, : len(g), : len(g[0])] = np.asarray(g, dtype=np.int16)
-    i, j = np.triu_indices(n, 1)
-    a, b = stack[i], stack[j]
-    # a pair is compared on its own common shape: padding beyond it would add equal non-zero cells
-    region = ((np.arange(rows)[None, :, None] < np.maximum(shapes[i, 0], shapes[j, 0])[:, None, None])
-              & (np.arange(cols)[None, None, :] < np.maximum(shapes[i, 1], shapes[j, 1])[:, None, None]))
-    mask = ((a != 0) | (b != 0)) & region
-    total = mask.sum(axis=(1, 2))
-    differ = ((a != b) & mask).sum(axis=(1, 2))
-    dist = np.where(total > 0, differ / np.maximum(total, 1), 0.0)
-    return float(dist.mean())
+    i, j = _pairs(n)
+    shapes = [(len(g), len(g[0]) if len(g) else 0) for g in grids]
+    if all(s == shapes[0] for s in shapes):  # the common case: no padding, so differing cells are non-zero cells
+        flat = np.asarray(grids, dtype=np.int16).reshape(n, -1)
+        a, b = flat[i], flat[j]
+        total, differ = np.count_nonzero(a | b, axis=1), np.count_nonzero(a != b, axis=1)
+    else:
+        shape = np.array(shapes)
+        rows, cols = int(shape[:, 0].max()), int(shape[:, 1].max())
+        stack = np.full((n, rows, cols), -1, dtype=np.int16)
+        for k, g in enumerate(grids):
+            if len(g):
+                stack[k, : len(g), : len(g[0])] = np.asarray(g, dtype=np.int16)
+        a, b = stack[i], stack[j]
+        # a pair is compared on its own common shape: padding beyond it would add equal non-zero cells
+        region = ((np.arange(rows)[None, :, None] < np.maximum(shape[i, 0], shape[j, 0])[:, None, None])
+                  & (np.arange(cols)[None, None, :] < np.maximum(shape[i, 1], shape[j, 1])[:, None, None]))
+        mask = ((a != 0) | (b != 0)) & region
+        total, differ = mask.sum(axis=(1, 2)), ((a != b) & mask).sum(axis=(1, 2))
+    return float(np.where(total > 0, differ / np.maximum(total, 1), 0.0).sum()) / len(i)
 
 
 def _same(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> bool:
@@ -90,26 +106,41 @@ def _all_zero(grid: Sequence[Sequence[int]]) -> bool:
     return all(v == 0 for r in grid for v in r)
 
 
-def _grid_text(grid: Sequence[Sequence[int]]) -> str:
-    """str() of the grid as a list of lists, without whitespace: "[[1,2],[3,4]]"."""
-    return "[" + ",".join("[" + ",".join(str(int(v)) for v in r) + "]" for r in grid) + "]"
+_DIGITS = bytes.maketrans(bytes(range(10)), b"0123456789")
 
 
-def _strip(text: str, brackets: bool) -> str:
+def _grid_text(grid: Sequence[Sequence[int]], brackets: bool) -> str:
+    """str() of a valid grid as a list of lists without whitespace, "[[1,2],[3,4]]"; without brackets "1,2,3,4"."""
+    rows = [",".join(bytes(r).translate(_DIGITS).decode()) for r in grid]  # cells are 0..9: one char each
+    return "[[" + "],[".join(rows) + "]]" if brackets else ",".join(rows)
+
+
+def _strip(text: str, keep_brackets: bool) -> str:
     text = "".join(text.split())
-    return text.replace("[", "").replace("]", "") if brackets else text
+    return text if keep_brackets else text.replace("[", "").replace("]", "")
+
+
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+
+
+def _in_code(code: str, outputs: Sequence[Sequence[Sequence[int]]], task_1x1: bool) -> bool:
+    digits = len(code) - len(code.translate(_NO_DIGITS))
+    stripped: dict[bool, str] = {}  # the code without whitespace, with / without brackets; built when needed
+    for grid in outputs:
+        if len(grid) * len(grid[0]) > digits:  # its text has one digit per cell: more than the code has
+            continue
+        keep = task_1x1 or (len(grid) == 1 and len(grid[0]) == 1)
+        if keep not in stripped:
+            stripped[keep] = _strip(code, keep)
+        if _grid_text(grid, keep) in stripped[keep]:
+            return True
+    return False
 
 
 def hardcoded_output(code: str, outputs: Sequence[Sequence[Sequence[int]]], task: Task) -> bool:
     """Spec §7.2.5: some predicted output's text appears in the code (whitespace removed; brackets removed too
     unless the task has a 1x1 true train output or the grid itself is 1x1)."""
-    task_1x1 = any(len(p.output) == 1 and len(p.output[0]) == 1 for p in task.train)  # type: ignore[arg-type]
-    stripped = {False: _strip(code, False), True: _strip(code, True)}
-    for grid in outputs:
-        brackets = not (task_1x1 or (len(grid) == 1 and len(grid[0]) == 1))
-        if _strip(_grid_text(grid), brackets) in stripped[brackets]:
-            return True
-    return False
+    return _in_code(code, outputs, _facts(task).task_1x1)
 
 
 class _TaskFacts:
@@ -117,11 +148,13 @@ class _TaskFacts:
 
     def __init__(self, task: Task) -> None:
         true_out = [p.output for p in task.train]
-        self.n_train = len(task.train)
+        self.n_train, self.n_test = len(task.train), len(task.test)
+        self.inputs = [p.input for p in task.train]
         self.any_zero = any(_all_zero(g) for g in true_out)  # type: ignore[arg-type]
         self.spread = mean_pairwise_distance(true_out)  # type: ignore[arg-type]
         self.identity = (sum(_same(p.output, p.input) for p in task.train) / self.n_train  # type: ignore[arg-type]
                          if self.n_train else 0.0)
+        self.task_1x1 = any(len(g) == 1 and len(g[0]) == 1 for g in true_out)  # type: ignore[arg-type]
 
 
 _FACTS: dict[int, tuple[Task, _TaskFacts]] = {}
@@ -138,10 +171,32 @@ def _facts(task: Task) -> _TaskFacts:
     return facts
 
 
+def _outputs_verdict(train_out: list[Any], test_out: list[Any], facts: _TaskFacts) -> str | None:
+    """The filters after invalid_grid that read only the (valid) outputs."""
+    if test_out and all(_all_zero(g) for g in test_out) and not facts.any_zero:
+        return "all_background"
+    if facts.spread:  # None (< 2 train pairs) or 0.0 (constant truth): nothing is below the threshold
+        pred_spread = mean_pairwise_distance(train_out)
+        if pred_spread is not None and pred_spread < min(NEAR_CONSTANT, facts.spread):
+            return "near_constant"
+    if facts.n_train:
+        pred_id = sum(_same(o, i) for o, i in zip(train_out, facts.inputs)) / facts.n_train  # type: ignore[arg-type]
+        if pred_id > max(IDENTITY, facts.identity):
+            return "identity"
+    return None
+
+
+def _code_verdict(code: str, outputs: list[Any], facts: _TaskFacts) -> str | None:
+    """The filters that read the code: long_line, hardcoded_output."""
+    if any(len(line) > MAX_LINE for line in code.splitlines()):
+        return "long_line"
+    return "hardcoded_output" if _in_code(code, outputs, facts.task_1x1) else None
+
+
 def keep_program(row: Mapping[str, Any], task: Task) -> str | None:
     """None if the program in `row` passes every filter of spec §7.2 on `task`, else the rejecting filter's name.
 
-    Reads only the row's code and predicted outputs, and the task's train pairs.
+    Reads only the row's code and predicted outputs (None for a failed input), and the task's train pairs.
     """
     train_out, test_out = list(row["predicted_train_output"]), list(row["predicted_test_output"])
     if len(train_out) != len(task.train) or len(test_out) != len(task.test):
@@ -151,18 +206,29 @@ def keep_program(row: Mapping[str, Any], task: Task) -> str | None:
     if not all(valid_grid(g) for g in train_out + test_out):
         return "invalid_grid"
     facts = _facts(task)
-    if test_out and all(_all_zero(g) for g in test_out) and not facts.any_zero:
-        return "all_background"
-    pred_spread = mean_pairwise_distance(train_out)
-    if pred_spread is not None and pred_spread < min(NEAR_CONSTANT, facts.spread):  # type: ignore[type-var]
-        return "near_constant"
-    if facts.n_train:
-        pred_id = sum(_same(o, p.input) for o, p in zip(train_out, task.train)) / facts.n_train
-        if pred_id > max(IDENTITY, facts.identity):
-            return "identity"
-    code = row["code"] or ""
-    if any(len(line) > MAX_LINE for line in code.splitlines()):
-        return "long_line"
-    if hardcoded_output(code, train_out + test_out, task):
-        return "hardcoded_output"
-    return None
+    verdict = _outputs_verdict(train_out, test_out, facts)
+    if verdict is not None:
+        return verdict
+    return _code_verdict(row["code"] or "", train_out + test_out, facts)
+
+
+def keep_programs(task: Task, programs: Iterable[tuple[str, Sequence[Output]]]) -> list[str | None]:
+    """keep_program for each (code, executor outputs on task.inputs) of `task`.
+
+    An executor output is a Failure (invalid_grid) or a CanonicalGrid, valid by construction, so valid_grid is not
+    run again. Programs with the same outputs share the work on them: a search's many duplicates cost one check.
+    """
+    facts = _facts(task)
+    seen: dict[tuple[Output, ...], str | None] = {}  # the outputs-only verdict of each distinct outputs
+    verdicts = []
+    for code, outs in programs:
+        key = tuple(outs)
+        if len(key) != facts.n_train + facts.n_test:
+            raise ValueError(f"task {task.id}: expected {facts.n_train + facts.n_test} outputs, got {len(key)}")
+        if key not in seen:
+            grids: list[Any] = list(key)
+            seen[key] = ("invalid_grid" if any(isinstance(o, Failure) for o in key)
+                         else _outputs_verdict(grids[: facts.n_train], grids[facts.n_train :], facts))
+        verdict = seen[key]
+        verdicts.append(verdict if verdict is not None else _code_verdict(code, list(key), facts))
+    return verdicts

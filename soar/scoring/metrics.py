@@ -1,11 +1,26 @@
-"""Per-task results (oracles, vote pass@k, gap) and their aggregate over a split (spec §5.3, §6)."""
+"""Per-task results (oracles, vote pass@k, gap) and their aggregate over a split (spec §5.3, §6).
+
+Decisions:
+- Who votes: only the programs that pass SOAR's filters (`soar.scoring.filters.keep_program`, spec §7.2), as in
+  Alg. 3 (execute, filter, vote) and SOAR's evaluation. This is the paper's behaviour, so there is no switch. The
+  filters read the code and the program's own outputs only, never a test output.
+- `vote_pass2_unfiltered`: the same vote over every program (what soar reported before it filtered). Kept as a
+  labelled diagnostic: it shows how much the filters move the headline, and compares with older soar runs.
+- Oracles, valid_rate and mean_train_acc describe the search, so they count every program: the spec (§5.3, §6)
+  defines the oracle as "some program" is right and never restricts it to the voters. A right program that a filter
+  rejects (an overlong line; its answer written in its code, as `return [[1]] if ... else [[7]]` on a task with 1x1
+  outputs; an all-zero test answer) counts for the oracle, not the vote, so vote_gap = oracle - vote counts it as
+  lost by the answer selection. The gap stays >= 0.
+- The filters run once per program (once per distinct outputs for the outputs-only part); both votes share them.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from soar.data.task import Task
 from soar.execution.outcome import Output
+from soar.scoring.filters import FILTERS, keep_programs
 from soar.scoring.program import score_program
 from soar.scoring.vote import Candidate, Key, kaggle_score, vote
 
@@ -17,12 +32,15 @@ class TaskResult:
     n_valid: int
     valid_rate: float  # n_valid / n_programs; 0.0 without programs
     mean_train_acc: float  # mean h over programs; 0.0 without programs
+    n_voters: int  # programs that pass the filters of spec §7.2: only these vote
+    filtered: dict[str, int]  # programs rejected, by the first filter (FILTERS order) that rejects them
     train_oracle: bool  # some program is perfect on the train pairs
     test_oracle: bool | None  # some program gets ALL test outputs right; None: test outputs unknown
     test_oracle_kaggle: float | None  # per test input some program is right, averaged over test inputs
-    vote_pass2: float | None  # Kaggle score of the voted attempts
+    vote_pass2: float | None  # Kaggle score of the voted attempts (filtered programs only)
     attempts: list[Key]  # the voted keys, best first
     vote_gap: float | None  # test_oracle_kaggle - vote_pass2 (>= 0)
+    vote_pass2_unfiltered: float | None  # diagnostic: the same vote over every program
 
 
 def score_task(
@@ -32,32 +50,38 @@ def score_task(
     method: str = "weighted",
     c: float = 1000.0,
 ) -> TaskResult:
-    """Score every (code, outputs-on-task.inputs) program of one task, vote, and compare to the oracles."""
+    """Score every (code, outputs-on-task.inputs) program of one task, filter, vote, and compare to the oracles."""
     scores = [score_program(task, outs) for _, outs in programs]
     cands = [Candidate.from_outputs(task, code, outs, s.train_acc) for (code, outs), s in zip(programs, scores)]
-    chosen = vote(cands, attempts=attempts, method=method, c=c)
+    verdicts = keep_programs(task, programs)
+    voters = [cand for cand, v in zip(cands, verdicts) if v is None]
+    chosen = vote(voters, attempts=attempts, method=method, c=c)
     n = len(scores)
     expected = task.test_outputs
     if expected is None:
-        test_oracle, oracle_kaggle, pass2, gap = None, None, None, None
+        test_oracle, oracle_kaggle, pass2, gap, unfiltered = None, None, None, None, None
     else:
         per_input = [any(s.correct_test[j] for s in scores) for j in range(len(expected))]  # type: ignore[index]
         test_oracle = any(all(s.correct_test) for s in scores)  # type: ignore[arg-type]
         oracle_kaggle = sum(per_input) / len(per_input)
         pass2 = kaggle_score(chosen, expected)
         gap = oracle_kaggle - pass2
+        unfiltered = kaggle_score(vote(cands, attempts=attempts, method=method, c=c), expected)
     return TaskResult(
         task_id=task.id,
         n_programs=n,
         n_valid=sum(s.valid for s in scores),
         valid_rate=sum(s.valid for s in scores) / n if n else 0.0,
         mean_train_acc=sum(s.train_acc for s in scores) / n if n else 0.0,
+        n_voters=len(voters),
+        filtered={f: verdicts.count(f) for f in FILTERS},
         train_oracle=any(s.train_acc == 1.0 for s in scores),
         test_oracle=test_oracle,
         test_oracle_kaggle=oracle_kaggle,
         vote_pass2=pass2,
         attempts=chosen,
         vote_gap=gap,
+        vote_pass2_unfiltered=unfiltered,
     )
 
 
@@ -65,16 +89,18 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summarize(results: Sequence[TaskResult]) -> dict[str, float | int | None]:
+def summarize(results: Sequence[TaskResult]) -> dict[str, Any]:
     """Aggregate task results. Task-level keys are means over tasks (fractions in 0..1); the test-side
     keys use only tasks whose test outputs are known (`n_tasks_with_test`) and are None if there are none.
-    valid_rate and mean_train_acc are over programs (0.0 without programs)."""
+    valid_rate and mean_train_acc are over programs (0.0 without programs); n_voters and filtered count programs."""
     n_prog = sum(r.n_programs for r in results)
     known = [r for r in results if r.test_oracle is not None]
     return {
         "n_tasks": len(results),
         "n_tasks_with_test": len(known),
         "n_programs": n_prog,
+        "n_voters": sum(r.n_voters for r in results),
+        "filtered": {f: sum(r.filtered[f] for r in results) for f in FILTERS},
         "valid_rate": sum(r.n_valid for r in results) / n_prog if n_prog else 0.0,
         "mean_train_acc": sum(r.mean_train_acc * r.n_programs for r in results) / n_prog if n_prog else 0.0,
         "train_oracle": _mean([float(r.train_oracle) for r in results]),
@@ -82,4 +108,5 @@ def summarize(results: Sequence[TaskResult]) -> dict[str, float | int | None]:
         "test_oracle_kaggle": _mean([r.test_oracle_kaggle for r in known]),  # type: ignore[misc]
         "vote_pass2": _mean([r.vote_pass2 for r in known]),  # type: ignore[misc]
         "vote_gap": _mean([r.vote_gap for r in known]),  # type: ignore[misc]
+        "vote_pass2_unfiltered": _mean([r.vote_pass2_unfiltered for r in known]),  # type: ignore[misc]
     }

@@ -1,21 +1,38 @@
-"""Per-program correctness against a task's known outputs (spec §5.3)."""
+"""Per-program correctness against a task's known outputs (spec §5.3).
+
+The judge is one rule, `soar.execution.canonical` (its docstring lists the decisions): a program's output is
+canonicalised by it in the executor, an expected grid by it here, and `is_correct` compares the two canonical
+forms. Any form of the right value counts (a tuple of tuples, a list of numpy rows...); nothing else does.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from soar.data.task import Grid, Task
+from soar.execution.canonical import InvalidOutput, canonicalise
 from soar.execution.outcome import CanonicalGrid, Failure, Output
+from soar.execution.wire import grid_from_cells
 
 
-def canonical(grid: Grid) -> CanonicalGrid:
-    """A list-of-lists grid as the executor's canonical form: tuple of tuples of plain ints."""
-    return tuple(tuple(int(v) for v in row) for row in grid)
+def canonical(grid: Any) -> CanonicalGrid:
+    """A grid in the executor's canonical form (tuple of tuples of ints 0..9), by the judge's rule;
+    raises InvalidOutput when `grid`'s value is not a grid."""
+    return grid_from_cells(*canonicalise(grid))
 
 
-def is_correct(output: Output, expected: Grid) -> bool:
-    """Exact equality of a canonical output with the expected grid; a Failure is never correct."""
-    return not isinstance(output, Failure) and output == canonical(expected)
+def is_correct(output: Output | Grid, expected: Grid) -> bool:
+    """Whether `output` has the value of `expected`. Outputs from the executor and the archive are canonical
+    already (tuples of tuples of ints); any other form is canonicalised first. A Failure, or an output whose
+    value is not a grid, is never correct."""
+    if isinstance(output, Failure):
+        return False
+    if not (type(output) is tuple and all(type(row) is tuple for row in output)):
+        try:
+            output = canonical(output)
+        except InvalidOutput:
+            return False
+    return output == canonical(expected)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Final answer selection (spec §6): weighted majority vote over joint test outputs, and the Kaggle score."""
+"""Final answer selection (spec §6): weighted majority vote over joint test outputs, and the Kaggle score.
+
+The caller decides who votes: soar.scoring.metrics passes only the programs that pass SOAR's filters (spec §7.2).
+"""
 from __future__ import annotations
 
 import math

@@ -6,16 +6,20 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
-from omegaconf import DictConfig
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, ListConfig
 from rich.console import Console
 
 from soar.archive import ProgramArchive
 from soar.data import load_split, select_tasks
 from soar.engines import LLM_ENGINES, resolve_model
 from soar.hardware import check_dtype
+from soar.runs import SearchRun
 from soar.scoring import VOTE_METHODS, summarize
+from soar.search.fewshot import archive_split
 from soar.search.llm import run_llm
 from soar.search.pool import run_pool
+from soar.search.refine import check_refine
 from soar.search.replay import run_replay
 from soar.search.results import per_task_rows, run_summary, summary_table, task_results, write_json
 from soar.search.rex import SELECTORS
@@ -49,6 +53,12 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"search.answer_prefix={cfg.search.answer_prefix!r}: must be a string or null")
     if cfg.search.refine.islands < 1:
         raise ValueError(f"search.refine.islands={cfg.search.refine.islands}: must be >= 1")
+    archives = cfg.search.get("fewshot_archives", [])
+    if not isinstance(archives, (list, ListConfig)) or not all(isinstance(d, str) for d in archives):
+        raise ValueError(f"search.fewshot_archives={archives!r}: must be a list of search run dirs")
+    for d in archives:
+        archive_split(Path(to_absolute_path(d)))  # a finished training-split search, or a clear error
+    check_refine(cfg.search.refine)
     if cfg.search.refine.model is not None and cfg.search.refine.budget > 0:  # fail now, not after sampling
         try:
             resolve_model(str(cfg.search.refine.model))
@@ -62,7 +72,9 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     data = cfg.data
     split = load_split(data.dataset, data.split, data.path)
     tasks = {t.id: t for t in select_tasks(split, data.tasks, data.limit)}
-    archive = ProgramArchive(run_dir / "programs.parquet")
+    run = SearchRun(run_dir)
+    run.start()  # unfinished for everyone (loop, report, pool, train) until run.finish() below
+    archive = ProgramArchive(run.archive)
     with tracking(cfg, "search", run_dir) as tracker:
         throughput = RUNNERS[cfg.model.engine](cfg, split, tasks, archive, tracker)
         table = archive.read()
@@ -73,12 +85,13 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if cfg.model.engine != "replay":  # the paper's sample-only vs sample+refine comparison
             samples = table.filter(pc.equal(table.column("kind"), "sample"))
             metrics["sample_only"] = summarize(task_results(samples, tasks, cfg.scoring))
-        write_json(run_dir / "metrics.json", metrics)
-        write_json(run_dir / "tasks.json", {r.task_id: {k: v for k, v in vars(r).items() if k != "attempts"}
-                                            for r in results})
+        write_json(run.metrics_file, metrics)
+        write_json(run.tasks_file, {r.task_id: {k: v for k, v in vars(r).items() if k != "attempts"}
+                                    for r in results})
         tracker.summary(flatten(metrics, "search"))
         tracker.table("search/tasks", *per_task_rows(results))
-        tracker.artifact("programs", "archive", run_dir / "programs.parquet")
+        tracker.artifact("programs", "archive", run.archive)
+    run.finish()  # last: after the tracker has closed its run
     console = Console()
     console.print(summary_table(results, metrics))
     console.print(run_summary(metrics, results))

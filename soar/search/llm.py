@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 from soar.archive import ProgramArchive
 from soar.data import Task
 from soar.engines import Sampling, build_engine
-from soar.engines.base import Metered
+from soar.engines.base import Metered, engine_seed
 from soar.execution import Executor
 from soar.hardware import detect
+from soar.runs import ground_truth_allowed
 from soar.search.fewshot import FewshotPool
 from soar.search.pipeline import Evaluator
 from soar.search.refine import run_refinement
@@ -48,14 +50,18 @@ def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], arc
             tracker: Tracker) -> dict[str, Any]:
     """Run both phases into `archive` (resuming from what it holds); returns throughput figures."""
     s, ex = cfg.search, cfg.execution
-    use_test = cfg.data.split == "training" and all(t.test_outputs is not None for t in tasks.values())
+    use_test = ground_truth_allowed(cfg.data.split) and all(t.test_outputs is not None for t in tasks.values())
     state = SearchState()
     state.update(archive.read(["task_id", "kind", "train_acc", "correct_test_input"]).to_pylist())
 
-    with Executor(workers=ex.workers, timeout_s=ex.timeout_s, memory_mb=ex.memory_mb, chunk_size=ex.chunk_size,
-                  isolate=ex.isolate) as executor:
-        fewshot = FewshotPool.from_file(Path(to_absolute_path(s.fewshot)), executor)
-        sampling = Sampling(temperature=s.temperature, min_p=s.min_p, seed=cfg.seed)
+    with Executor.from_config(ex) as executor:
+        fewshot = FewshotPool.build(Path(to_absolute_path(s.fewshot)),
+                                    [Path(to_absolute_path(d)) for d in s.get("fewshot_archives") or []], executor,
+                                    exclude=() if ground_truth_allowed(cfg.data.split) else set(split))
+        if use_test:  # a resumed run's own solutions so far, as an uninterrupted run would hold them
+            fewshot.add_solved(archive.read(["task_id", "code", "train_acc", "correct_test_input"]).to_pylist(), tasks)
+        sampling = Sampling(temperature=s.temperature, min_p=s.min_p,
+                            seed=engine_seed(cfg.seed, cfg.iteration, "sample"))
         engine = Metered(build_engine(cfg.model, sampling))
         evaluator = Evaluator(executor, tasks, archive, iteration=cfg.iteration, model=cfg.model.name)
 
@@ -63,9 +69,7 @@ def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], arc
             state.update(rows)
             tracker.log({**state.curve_point(), "search/phase": 0 if kind == "sample" else 1})
             if use_test:  # on the training split, solutions found now become few-shot examples (spec §2.3)
-                for r in rows:
-                    if r["train_acc"] == 1.0 and r["correct_test_input"] and all(r["correct_test_input"]):
-                        fewshot.add(tasks[r["task_id"]], r["code"])
+                fewshot.add_solved(rows, tasks)
 
         evaluator.listeners.append(on_rows)
         start = time.perf_counter()
@@ -76,7 +80,8 @@ def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], arc
             sample_s = time.perf_counter() - start
             phases["sample"] = phase_figures(engine, Metered.ZERO, sample_s)
             if s.refine.model is not None and s.refine.budget > 0:  # other weights refine (Table 4)
-                engine.swap(lambda: build_engine(refine_model(cfg.model, s.refine.model), sampling))
+                refiner = replace(sampling, seed=engine_seed(cfg.seed, cfg.iteration, "refine"))
+                engine.swap(lambda: build_engine(refine_model(cfg.model, s.refine.model), refiner))
             before = engine.counters()
             skipped += run_refinement(cfg, tasks, archive.read().to_pylist(), engine, evaluator, state,
                                       use_test=use_test)

@@ -57,9 +57,11 @@ class Evaluator:
         if programs:
             self._queue.put((kind, programs))
 
-    def drain(self) -> None:
-        """Wait until every submitted batch is archived."""
-        self._queue.join()
+    def drain(self, keep: int = 0) -> None:
+        """Wait until at most the last `keep` submitted batches are not yet archived (by default: none)."""
+        with self._queue.all_tasks_done:  # Queue.join, stopping at `keep` batches left
+            while self._queue.unfinished_tasks > keep:
+                self._queue.all_tasks_done.wait()
         self._raise()
 
     def close(self) -> None:

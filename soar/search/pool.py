@@ -4,7 +4,7 @@ searches of 5 models pooled, 52.00% on ARC-test, oracle 57.25%).
 Nothing is executed again: the source archives' outputs and correctness come from soar's executor on the same
 tasks. Each source part becomes one part of this run's archive (atomic, so a killed pool resumes part by part),
 with program and parent ids prefixed by the source's index (`<k>/<id>`) and a `pool_source` column naming the
-part; the raw LLM answers (`text`) are left out.
+part; the raw LLM answers (`text`) are left out. Every source must be a finished search (soar.runs).
 """
 from __future__ import annotations
 
@@ -20,17 +20,22 @@ from tqdm import tqdm
 
 from soar.archive import ARCHIVE_COLUMNS, ProgramArchive, committed_parts
 from soar.data import Task
+from soar.runs import MARKER, SearchRun
 from soar.tracking import Tracker
 
 
 def source_parts(archives: list[str]) -> list[tuple[str, Path]]:
-    """(pool_source name, part file) of every committed part of every source run dir, in order."""
+    """(pool_source name, part file) of every committed part of every source run dir, in order. Only finished
+    searches are pooled: a running or killed one would give a vote that depends on when the pool ran."""
     parts = []
     for k, d in enumerate(archives):
-        path = Path(to_absolute_path(str(d))) / "programs.parquet"
-        if not path.is_dir():
+        run = SearchRun(Path(to_absolute_path(str(d))))
+        if not run.archive.is_dir():
             raise FileNotFoundError(f"model.archives[{k}]={d}: no programs.parquet (not a search run dir)")
-        parts += [(f"{k}:{p.name}", p) for p in committed_parts(path)]  # read-only: sources may still run
+        if not run.finished:
+            raise ValueError(f"model.archives[{k}]={d}: the search is not finished (soar.runs: {MARKER}); "
+                             "resume it (python search.py hydra.run.dir=<that dir> with its overrides) first")
+        parts += [(f"{k}:{p.name}", p) for p in committed_parts(run.archive)]
     return parts
 
 

@@ -31,8 +31,7 @@ def run_replay(
     ex_cfg = cfg.execution
     executed, seconds = 0, 0.0
     with (
-        Executor(workers=ex_cfg.workers, timeout_s=ex_cfg.timeout_s, memory_mb=ex_cfg.memory_mb,
-                 chunk_size=ex_cfg.chunk_size, isolate=ex_cfg.isolate) as executor,
+        Executor.from_config(ex_cfg) as executor,
         tqdm(total=table.num_rows, initial=table.num_rows - len(todo), desc="replay", unit="prog") as bar,
     ):
         for start in range(0, len(todo), ex_cfg.batch_size):

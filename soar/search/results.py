@@ -1,4 +1,8 @@
-"""Per-task results and run metrics computed from the archive, and the summary table printed at the end."""
+"""Per-task results and run metrics computed from the archive, and the summary table printed at the end.
+
+The vote (and so vote pass@2, the gap and every per-task table) counts only the programs that pass SOAR's filters
+(spec §7.2, soar.scoring.metrics); the "voters" column says how many did.
+"""
 from __future__ import annotations
 
 import json
@@ -21,7 +25,8 @@ ROW_COLUMNS = ["task_id", "code", "predicted_train_output", "predicted_test_outp
 
 
 def task_results(table: pa.Table, tasks: dict[str, Task], scoring: DictConfig) -> list[TaskResult]:
-    """Score every task of `tasks` on its programs in `table` (an archive); a task without programs scores 0."""
+    """Score every task of `tasks` on its programs in `table` (an archive); a task without programs scores 0.
+    Each row is read, scored and filtered once."""
     programs: dict[str, list[tuple[str, list]]] = defaultdict(list)
     for row in table.select(ROW_COLUMNS).to_pylist():
         programs[row["task_id"]].append((row["code"], row_outputs(row)))
@@ -48,17 +53,18 @@ def _mark(x: bool | float | None) -> str:
 
 def summary_table(results: Sequence[TaskResult], metrics: dict[str, Any], max_rows: int = 40) -> Table:
     table = Table(title=f"{metrics['n_tasks']} tasks, {metrics['n_programs']} programs")
-    for col in ("task", "programs", "valid", "mean train acc", "train oracle", "test oracle", "vote pass@2"):
+    cols = ("task", "programs", "valid", "voters", "mean train acc", "train oracle", "test oracle", "vote pass@2")
+    for col in cols:
         table.add_column(col, justify="left" if col == "task" else "right")
     for r in list(results)[:max_rows]:
-        table.add_row(r.task_id, str(r.n_programs), _pct(r.valid_rate), _pct(r.mean_train_acc),
+        table.add_row(r.task_id, str(r.n_programs), _pct(r.valid_rate), str(r.n_voters), _pct(r.mean_train_acc),
                       _mark(r.train_oracle), _mark(r.test_oracle), _mark(r.vote_pass2))
     if len(results) > max_rows:
-        table.add_row(f"... {len(results) - max_rows} more", *[""] * 6)
+        table.add_row(f"... {len(results) - max_rows} more", *[""] * (len(cols) - 1))
     table.add_section()
-    table.add_row("all", str(metrics["n_programs"]), _pct(metrics["valid_rate"]), _pct(metrics["mean_train_acc"]),
-                  _pct(metrics["train_oracle"]), _pct(metrics["test_oracle"]), _pct(metrics["vote_pass2"]),
-                  style="bold")
+    table.add_row("all", str(metrics["n_programs"]), _pct(metrics["valid_rate"]), str(metrics["n_voters"]),
+                  _pct(metrics["mean_train_acc"]), _pct(metrics["train_oracle"]), _pct(metrics["test_oracle"]),
+                  _pct(metrics["vote_pass2"]), style="bold")
     return table
 
 
@@ -68,7 +74,8 @@ def run_summary(metrics: dict[str, Any], results: Sequence[TaskResult]) -> str:
     count = lambda key: sum(1 for r in results if getattr(r, key) == 1)  # noqa: E731
     lines = [f"[bold]{count('vote_pass2')}/{n} tasks solved[/bold] (vote pass@2) · test oracle {count('test_oracle')}/{n}"
              f" · train oracle {count('train_oracle')}/{n}",
-             f"{metrics['n_programs']} programs · {_pct(metrics['valid_rate'])} valid"]
+             f"{metrics['n_programs']} programs · {_pct(metrics['valid_rate'])} valid"
+             f" · {metrics['n_voters']} pass the filters and vote"]
     if "wall_s" in metrics:  # an LLM search
         wall, sample = metrics["wall_s"], metrics["sample_s"]
         speed = f"{metrics['tokens_per_s']:.0f} tok/s" if metrics.get("tokens_per_s") else "-"
@@ -81,6 +88,7 @@ def run_summary(metrics: dict[str, Any], results: Sequence[TaskResult]) -> str:
 
 def per_task_rows(results: Sequence[TaskResult]) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows of the per-task table logged to the tracker."""
-    cols = ["task_id", "n_programs", "valid_rate", "mean_train_acc", "train_oracle", "test_oracle", "vote_pass2"]
+    cols = ["task_id", "n_programs", "valid_rate", "n_voters", "mean_train_acc", "train_oracle", "test_oracle",
+            "vote_pass2"]
     return cols, [[getattr(r, c) for c in cols] for r in results]
 

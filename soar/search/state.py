@@ -1,10 +1,14 @@
-"""Running counts of a search, updated as evaluated batches arrive (from the evaluator thread)."""
+"""Running counts of a search, updated as evaluated batches arrive (from the evaluator thread), and the REX pools of
+the refinement phase."""
 from __future__ import annotations
 
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from soar.search.rex import RefinementPool
 
 
 class SearchState:
@@ -14,6 +18,7 @@ class SearchState:
         self.perfect: Counter[tuple[str, str]] = Counter()  # (task, kind) -> train-perfect programs
         self.train_solved: set[str] = set()  # some program perfect on train
         self.test_solved: set[str] = set()  # some program right on every test output (when known)
+        self.pools: dict[tuple[str, int], RefinementPool] = {}  # (task, island) -> pool, set by the refinement phase
 
     def update(self, rows: Iterable[Mapping[str, Any]]) -> None:
         with self.lock:
