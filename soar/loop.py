@@ -16,7 +16,6 @@ stopped; an unfinished one runs again and resumes from its outputs.
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from soar.runs import RunDir, SearchRun, TrainRun, finished_searches, ground_truth_allowed
-from soar.search.results import write_json
+from soar.io import write_json, write_text
 from soar.tracking import run_identity, tracking
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,9 +170,7 @@ def run_stage(stage: Stage) -> bool:
         return False
     stage.run_dir.mkdir(parents=True, exist_ok=True)
     config = stage.run_dir / "stage.yaml"
-    tmp = config.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(stage.config, sort_keys=False))
-    os.replace(tmp, config)
+    write_text(config, yaml.safe_dump(stage.config, sort_keys=False))
     cmd = [sys.executable, stage.script, "--config-dir", str(stage.run_dir.resolve()), "--config-name", "stage"]
     print(f"[soar.loop] {stage.script} in {stage.run_dir}", flush=True)
     if subprocess.run(cmd, cwd=ROOT).returncode != 0 or not stage.done:

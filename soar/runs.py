@@ -21,10 +21,11 @@ Decisions:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+from soar.io import write_json
 
 MARKER = "run.json"
 GROUND_TRUTH_SPLITS = ("training",)  # splits whose test outputs may be used to choose programs or training data
@@ -80,9 +81,7 @@ class RunDir:
         return json.loads(self.metrics_file.read_text())
 
     def _mark(self, state: str) -> None:
-        tmp = self.marker.with_name(f".{MARKER}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"kind": self.kind, "state": state}) + "\n")
-        os.replace(tmp, self.marker)
+        write_json(self.marker, {"kind": self.kind, "state": state})
 
 
 class SearchRun(RunDir):

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
+from soar.io import write_text
+
 
 class Tracker(Protocol):
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None: ...
@@ -117,9 +119,7 @@ def persisted_run_id(run_dir: Path) -> str:
     if id_file.exists() and (run_id := id_file.read_text().strip()):
         return run_id
     run_id = new_run_id()
-    tmp = id_file.with_name(f".wandb_run_id.{os.getpid()}")
-    tmp.write_text(run_id)
-    os.replace(tmp, id_file)
+    write_text(id_file, run_id)
     return run_id
 
 

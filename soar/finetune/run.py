@@ -11,8 +11,6 @@ import gc
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -32,7 +30,7 @@ from soar.finetune.data import (
 )
 from soar.hardware import Hardware, choose_dtype, detect
 from soar.runs import MARKER, SearchRun, TrainRun
-from soar.search.results import write_json
+from soar.io import replace_dir, write_json
 from soar.tracking import NullTracker, Tracker, flatten, tracking
 
 log = logging.getLogger(__name__)
@@ -277,12 +275,9 @@ def finetune(examples: Sequence[ChatLike], ft: DictConfig, run_dir: Path, *, see
 
     # -- outputs (rank 0): adapter, merged model, metrics (last) --
     adapter = run_dir / "adapter"
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=run_dir))
-    module.model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if adapter.exists():
-        shutil.rmtree(adapter)
-    os.replace(tmp, adapter)
+    with replace_dir(adapter) as tmp:
+        module.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     module.model = None
     del model
     gc.collect()

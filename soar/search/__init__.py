@@ -21,7 +21,8 @@ from soar.search.llm import run_llm
 from soar.search.pool import run_pool
 from soar.search.refine import check_refine
 from soar.search.replay import run_replay
-from soar.search.results import per_task_rows, run_summary, summary_table, task_results, write_json
+from soar.io import write_json
+from soar.search.results import per_task_rows, run_summary, summary_table, task_results
 from soar.search.rex import SELECTORS
 from soar.tracking import flatten, tracking
 

@@ -5,11 +5,8 @@ The vote (and so vote pass@2, the gap and every per-task table) counts only the 
 """
 from __future__ import annotations
 
-import json
-import os
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -34,13 +31,6 @@ def task_results(table: pa.Table, tasks: dict[str, Task], scoring: DictConfig) -
         score_task(task, programs[tid], attempts=scoring.attempts, method=scoring.vote, c=scoring.c)
         for tid, task in tasks.items()
     ]
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomic: a reader never sees a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _pct(x: float | None) -> str:
