@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench
+.PHONY: install run lint test bench
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ install: $(STAMP)
 run: install
 	$(PY) search.py
 
-test: install
+lint: install
+	$(PY) -m ruff check soar tests bench *.py
+	$(PY) -m mypy soar
+
+test: lint
 	$(PY) -m pytest -q
 
 bench: install

@@ -1,17 +1,6 @@
-"""Search entry point: python search.py [overrides]. See conf/search.yaml and the README."""
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-
-@hydra.main(config_path="conf", config_name="search", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from soar.search import run_search  # heavy imports after Hydra has parsed the command line
-
-    run_search(cfg, Path(HydraConfig.get().runtime.output_dir))
-
+"""Search entry point: python search.py [overrides], the same as python -m soar.search. See conf/search.yaml and the
+README."""
+import runpy
 
 if __name__ == "__main__":
-    main()
+    runpy.run_module("soar.search", run_name="__main__", alter_sys=True)

@@ -1,17 +1,6 @@
-"""Train entry point: python train.py finetune.archives=[<search run dir>,...] [overrides]. See conf/train.yaml."""
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-
-@hydra.main(config_path="conf", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from soar.finetune import run_train  # heavy imports after Hydra has parsed the command line
-
-    run_train(cfg, Path(HydraConfig.get().runtime.output_dir))
-
+"""Train entry point: python train.py finetune.archives=[<search run dir>,...] [overrides], the same as
+python -m soar.finetune. See conf/train.yaml."""
+import runpy
 
 if __name__ == "__main__":
-    main()
+    runpy.run_module("soar.finetune", run_name="__main__", alter_sys=True)

@@ -108,7 +108,8 @@ def transform(grid):
 ''',
 }
 BROKEN = [  # fail on any task
-    "import numpy as np\ndef transform(grid):\n    a = np.array(grid)\n    return a[len(grid) + 1].tolist()\n",  # IndexError
+    # IndexError
+    "import numpy as np\ndef transform(grid):\n    a = np.array(grid)\n    return a[len(grid) + 1].tolist()\n",
     "def transform(grid):\n    return helper(grid)\n",  # NameError
     "def transform(grid):\n    return grid + 1\n",  # TypeError
     "def transform(grid):\n    grid = [row * 2 for row in grid]\n",  # returns None

@@ -2,9 +2,10 @@
 
 Data: real ARC-AGI-1 training tasks rendered with the real prompt builders, as hindsight builds them (spec §9.2):
 half sampling prompts (`sampling_messages`, no few-shot), half refinement prompts (`refinement_messages` with the
-task's inputs as the parent's wrong outputs); responses are the real programs of examples/arc_agi_1_programs.jsonl
-in a python fence. `--n` examples drawn at random (seeded) among those that fit `--max-seq-len`, so lengths vary as
-in real data. Model: the embedded SmolLM2-135M-Instruct (or `--model`) with a fresh rsLoRA (r 16, all 7 projections).
+task's inputs as the parent's wrong outputs); responses are the real programs of examples/replay_demo.jsonl
+(right, wrong and hostile alike: only their text is used) in the prompts' python fence. `--n` examples drawn at
+random (seeded) among those that fit `--max-seq-len`, so lengths vary as in real data.
+Model: the embedded SmolLM2-135M-Instruct (or `--model`) with a fresh rsLoRA (r 16, all 7 projections).
 
 Both arms run the same training step (soar.finetune.module.LoraModule.summed_loss: response-only loss, logits at
 labelled positions only; AdamW step per micro-batch of `--micro` examples) under the same precision:
@@ -35,21 +36,14 @@ import torch
 from omegaconf import OmegaConf
 
 from soar.data import load_split
-from soar.engines.checkpoints import EMBEDDED, resolve_model
-from soar.finetune.data import (
-    ChatExample,
-    Collator,
-    LengthGroupedBatches,
-    RandomBatches,
-    TokenDataset,
-    padding_fraction,
-    tokenize_examples,
-)
+from soar.finetune.batches import Collator, LengthGroupedBatches, RandomBatches, TokenDataset, padding_fraction
+from soar.finetune.data import ChatExample, tokenize_examples
 from soar.hardware import choose_dtype, detect
-from soar.prompts import refinement_messages, sampling_messages
+from soar.prompts import fence, refinement_messages, sampling_messages
+from soar.weights import EMBEDDED, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
-PROGRAMS = ROOT / "examples" / "arc_agi_1_programs.jsonl"
+PROGRAMS = ROOT / "examples" / "replay_demo.jsonl"
 
 
 def synthetic_examples(seed: int) -> list[ChatExample]:
@@ -59,7 +53,7 @@ def synthetic_examples(seed: int) -> list[ChatExample]:
     out = []
     for tid, task in sorted(load_split("arc_agi_1", "training").items()):
         code = rng.choice(codes)
-        response = f"```python\n{code.strip()}\n```"
+        response = fence(code)
         out.append(ChatExample(sampling_messages(task), response, tid, "sample"))
         parent_outputs = [p.input for p in task.train] + [p.input for p in task.test]  # identity: wrong, realistic
         flags = [p.input == p.output for p in task.train]
@@ -148,7 +142,8 @@ def main() -> None:
     examples = [pool[i] for i in chosen]
     data = tokenize_examples(tokenizer, examples, args.max_seq_len)
     lengths = data.lengths
-    print(f"data: {len(lengths)} examples of {min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}); "
+    mean = sum(lengths) / len(lengths)
+    print(f"data: {len(lengths)} examples of {min(lengths)}-{max(lengths)} tokens (mean {mean:.0f}); "
           f"{tok.n_dropped} of {len(pool)} candidates were over --max-seq-len {args.max_seq_len}")
 
     ft = OmegaConf.create({
@@ -163,7 +158,8 @@ def main() -> None:
     dataset = TokenDataset(data)
     arm_batches = {
         "ours": (LengthGroupedBatches(lengths, args.micro, seed=args.seed).epoch_batches(0), Collator(pad_id)),
-        "baseline": (RandomBatches(lengths, args.micro, seed=args.seed).epoch_batches(0), Collator(pad_id, max(lengths))),
+        "baseline": (RandomBatches(lengths, args.micro, seed=args.seed).epoch_batches(0),
+                     Collator(pad_id, max(lengths))),
     }
     arms = [Arm(f"{name}/{prec}" if "," in args.precision else name, *arm_batches[name], prec)
             for prec in args.precision.split(",") for name in args.arms.split(",")]
@@ -173,7 +169,8 @@ def main() -> None:
     run_interleaved(arms, module, optimizer, dataset, device, args.seconds)
     print(f"{'arm':14} {'tok/s':>8} {'batches':>8} {'padding':>8}")
     for arm in arms:
-        print(f"{arm.name:14} {arm.rate:8.1f} {len(arm.done):8d} {padding_fraction(arm.done, lengths, arm.collate.pad_to):8.1%}")
+        padding = padding_fraction(arm.done, lengths, arm.collate.pad_to)
+        print(f"{arm.name:14} {arm.rate:8.1f} {len(arm.done):8d} {padding:8.1%}")
     rates = {a.name: a.rate for a in arms}
     ours = rates.get("ours", arms[0].rate)
     base = rates.get("baseline", arms[-1].rate)

@@ -2,7 +2,7 @@
 the search loop keeps once programs are executed, scored and archived.
 
 The prompts: the real sampling prompts (`sampling_messages` with round 0's few-shot example from the pool of
-examples/arc_agi_1_programs.jsonl) of the `--tasks` ARC-AGI-1 training tasks with the shortest prompts, `--n`
+examples/fewshot_arc_agi_1.jsonl) of the `--tasks` ARC-AGI-1 training tasks with the shortest prompts, `--n`
 completions each, temperature 1.0, min_p 0.05, `--max-tokens` new tokens at most, on the embedded
 SmolLM2-135M-Instruct (conf/model/smollm2_135m.yaml gives the vLLM settings; its dtype `auto`, resolved by
 soar.hardware for this machine, is used by both engines), each answer prefilled with `--answer-prefix` and stopped at
@@ -39,7 +39,7 @@ from soar.engines import Sampling, build_engine
 from soar.engines.base import Engine, Metered, StopRule
 from soar.execution import Executor
 from soar.hardware import detect
-from soar.prompts import sampling_messages
+from soar.prompts import prompt_length, sampling_messages
 from soar.search.answers import AnswerFormat
 from soar.search.fewshot import FewshotPool
 from soar.search.pipeline import Evaluator
@@ -49,7 +49,7 @@ from soar.search.state import SearchState
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "conf" / "model" / "smollm2_135m.yaml"
 TINY = OmegaConf.load(ROOT / "conf" / "search" / "tiny.yaml")
-FEWSHOT = ROOT / "examples" / "arc_agi_1_programs.jsonl"
+FEWSHOT = ROOT / "examples" / "fewshot_arc_agi_1.jsonl"
 Row = tuple[str, int, int, int, float]  # label, prompts, completions, tokens, seconds
 
 
@@ -99,11 +99,12 @@ def main() -> None:
     args = parser.parse_args()
     answers = AnswerFormat(args.answer_prefix, bool(args.stop_at_code))
 
-    tasks = {t.id: t for t in select_tasks(load_split("arc_agi_1", "training"), limit=args.tasks)}
+    tasks = {t.id: t for t in select_tasks(load_split("arc_agi_1", "training"), limit=args.tasks,
+                                                 length=prompt_length)}
     model = OmegaConf.load(MODEL)
     sampling = Sampling(temperature=1.0, min_p=0.05, seed=0)
     with Executor(timeout_s=1.0) as executor:
-        fewshot = FewshotPool.from_file(FEWSHOT, executor)
+        fewshot = FewshotPool.build(FEWSHOT, [], executor)
         engine = Metered(build_engine(OmegaConf.merge(model, {"engine": "vllm"}), sampling))
         try:
             prompts = [answers.prompt(engine, sampling_messages(t, fewshot.pick(0, t.id))) for t in tasks.values()]

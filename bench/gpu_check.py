@@ -19,16 +19,17 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from soar.engines.base import Sampling
 from soar.engines.hf_engine import HFEngine
-from soar.finetune import finetune
 from soar.finetune.data import read_examples
+from soar.finetune.recipe import finetune
 from soar.hardware import detect
 from soar.prompts import code_end
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "finetune"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 # Qwen2.5-Coder-7B-Instruct's shape (the paper's main model), for timing the paper recipe at scale
@@ -59,11 +60,11 @@ def model_dir(src: Path, work: Path, arch: str) -> Path:
     return out
 
 
-def recipe(name: str, base: Path, n_examples: int) -> OmegaConf:
-    ft = OmegaConf.merge(OmegaConf.load(CONF / "cpu_tiny.yaml"),
-                         OmegaConf.load(CONF / f"{name}.yaml") if name != "cpu_tiny" else {})
-    ft.pop("defaults", None)
-    ft.base_model, ft.max_examples, ft.epochs = str(base), n_examples, 1
+def recipe(name: str, base: Path, n_examples: int) -> DictConfig:
+    """conf/finetune/<name>.yaml on the weights in `base`, one epoch over `n_examples`."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        ft = compose("train", overrides=[f"finetune={name}", f"model.path={base}"]).finetune
+    ft.max_examples, ft.epochs = n_examples, 1
     ft.trainer.progress_bar = False
     return ft
 

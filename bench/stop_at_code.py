@@ -25,21 +25,23 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from soar.archive import ProgramArchive
-from soar.data import Task, load_split, searched_split
-from soar.engines import resolve_model
+from soar.data import Task, load_split
 from soar.execution import Executor
 from soar.prompts import code_end, extract_code
+from soar.runs import SearchRun
 from soar.scoring import score_program
+from soar.weights import resolve_model
 
 _OPEN_FENCE = re.compile(r"^```", re.MULTILINE)
 
 
 def run_config(run_dir: Path) -> tuple[dict[str, Task], str, int]:
     """The run's tasks, model path and sampling max_tokens."""
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    dataset, split, path = searched_split(run_dir)
+    run = SearchRun(run_dir)
+    cfg, searched = run.config(), run.split()
+    if cfg is None or searched is None:
+        raise SystemExit(f"{run_dir}: no composed config (.hydra/config.yaml or stage.yaml): not a search run dir")
+    dataset, split, path = searched
     return load_split(dataset, split, path), str(cfg.model.path), int(cfg.search.sample.max_tokens)
 
 

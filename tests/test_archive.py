@@ -11,8 +11,16 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
+from conftest import ROOT
 
-from soar.archive import ARCHIVE_COLUMNS, ARCHIVE_SCHEMA, ProgramArchive, program_row, read_programs, row_outputs
+from soar.archive import (
+    ARCHIVE_COLUMNS,
+    ARCHIVE_SCHEMA,
+    ProgramArchive,
+    program_row,
+    read_programs,
+    row_outputs,
+)
 from soar.data.task import Pair, Task
 from soar.execution.outcome import Failure, FailureKind
 from soar.scoring import score_program
@@ -103,7 +111,7 @@ for b in range(10**6):  # ~16 MB of incompressible code per part: writing the pa
 def _kill_writer_mid_part(path: Path) -> bool:
     """Run the writer, SIGKILL it while it writes a part (after one committed part); True if the
     kill landed before that part's os.replace (it can, rarely, land just after)."""
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], cwd=Path(__file__).parents[1])
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], cwd=ROOT)
     try:
         deadline = time.monotonic() + 10
         while not (list(path.glob("part-*.parquet")) and list(path.glob(".*.tmp"))):

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from soar.data import Pair, Task, TaskFormatError, load_split, parse_task, select_tasks
-from soar.prompts import format_task
+from soar.prompts import format_task, prompt_length
 
 GOOD = {
     "train": [{"input": [[1, 0], [0, 1]], "output": [[0, 1], [1, 0]]}, {"input": [[2]], "output": [[2]]}],
@@ -90,7 +92,7 @@ def test_dir_with_and_without_test_outputs(tmp_path: Path) -> None:
     # everything downstream works without test outputs
     assert "## Test Input 2" in format_task(unknown, show_test_outputs=True)
     assert "Test Output" not in format_task(unknown, show_test_outputs=True)
-    assert [t.id for t in select_tasks(tasks, limit=2)] == ["b_known", "a_hidden"]
+    assert [t.id for t in select_tasks(tasks, limit=2, length=prompt_length)] == ["b_known", "a_hidden"]
 
 
 def test_dir_missing_or_empty(tmp_path: Path) -> None:
@@ -144,7 +146,7 @@ def test_30x30_accepted_and_parse_task_direct() -> None:
     assert task.train[0].input == big and task.train[0].input is not big  # copied
     with pytest.raises(TaskFormatError, match=r"^somewhere\.json: task x: "):
         parse_task(None, "x", "somewhere.json")
-    with pytest.raises(ValueError):  # TaskFormatError is a ValueError
+    with pytest.raises(ValueError, match="^s: task x: 'train' must be a non-empty list of pairs$"):  # a TaskFormatError
         parse_task({"train": "nope", "test": []}, "x", "s")
 
 
@@ -165,20 +167,37 @@ def test_select_unknown_ids_all_listed(agi1_training: dict[str, Task]) -> None:
 
 
 def test_select_limit_shortest_prompts(agi1_training: dict[str, Task]) -> None:
-    chosen = select_tasks(agi1_training, limit=10)
+    chosen = select_tasks(agi1_training, limit=10, length=prompt_length)
     lengths = sorted((len(format_task(t)), t.id) for t in agi1_training.values())
     assert [t.id for t in chosen] == [tid for _, tid in lengths[:10]]
-    assert [t.id for t in select_tasks(agi1_training, limit=10)] == [t.id for t in chosen]  # deterministic
+    again = select_tasks(agi1_training, limit=10, length=prompt_length)
+    assert [t.id for t in again] == [t.id for t in chosen]  # deterministic
     assert len(format_task(chosen[-1])) <= min(len(format_task(t)) for t in agi1_training.values() if t not in chosen)
-    assert select_tasks(agi1_training, limit=0) == []
-    assert len(select_tasks(agi1_training, limit=10_000)) == 400
+    assert select_tasks(agi1_training, limit=0, length=prompt_length) == []
+    assert len(select_tasks(agi1_training, limit=10_000, length=prompt_length)) == 400
     with pytest.raises(ValueError, match="limit"):
-        select_tasks(agi1_training, limit=-1)
+        select_tasks(agi1_training, limit=-1, length=prompt_length)
 
 
 def test_select_limit_within_ids_and_ties_by_id() -> None:
     same = {"train": [{"input": [[1]], "output": [[2]]}], "test": [{"input": [[3]]}]}
     longer = {"train": [{"input": [[1, 1]], "output": [[2]]}], "test": [{"input": [[3]]}]}
     tasks = {tid: parse_task(obj, tid, "mem") for tid, obj in [("c", same), ("a", longer), ("b", same), ("d", same)]}
-    assert [t.id for t in select_tasks(tasks, limit=3)] == ["b", "c", "d"]
-    assert [t.id for t in select_tasks(tasks, ["d", "a", "c"], limit=2)] == ["c", "d"]
+    assert [t.id for t in select_tasks(tasks, limit=3, length=prompt_length)] == ["b", "c", "d"]
+    assert [t.id for t in select_tasks(tasks, ["d", "a", "c"], limit=2, length=prompt_length)] == ["c", "d"]
+
+
+def test_select_limit_ranks_by_the_callers_length() -> None:
+    """soar.data knows nothing of prompts: the caller says what "shortest" means, and must say it."""
+    tasks = {tid: parse_task(GOOD, tid, "mem") for tid in ("a", "b", "c")}
+    lengths = {"a": 3, "b": 1, "c": 2}
+    assert [t.id for t in select_tasks(tasks, limit=2, length=lambda t: lengths[t.id])] == ["b", "c"]
+    with pytest.raises(ValueError, match="limit=2 needs `length`"):
+        select_tasks(tasks, limit=2)
+    assert [t.id for t in select_tasks(tasks, ["c", "a"])] == ["c", "a"]  # no limit, no length needed
+
+
+def test_data_does_not_import_prompts() -> None:
+    """The data layer sits below the prompts (which render its tasks): importing it loads no prompt code."""
+    code = "import sys, soar.data; assert not [m for m in sys.modules if m.startswith('soar.prompts')], sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from omegaconf import OmegaConf
 
 from soar.execution import Budget, Executor, Failure, FailureKind
@@ -232,6 +231,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.slow
 def test_hostile_programs_do_not_affect_others():
     jobs, good = [], []
     for i, hostile in enumerate(HOSTILE.values()):
@@ -243,9 +243,7 @@ def test_hostile_programs_do_not_affect_others():
         good.append(len(jobs))
         jobs.append((GOOD[j % len(GOOD)] + f"# tail {j}", [GRID]))
     with Executor(workers=2, timeout_s=1.0, chunk_size=16) as ex:
-        start = time.monotonic()
         outs = ex.run(jobs)
-        assert time.monotonic() - start < 20
         assert all(children(pid) == [] for pid in ex.server_pids())
     assert [outs[i] for i in good] == [[FLIPPED]] * len(good)
     by_name = dict(zip(HOSTILE, (outs[i + 3] for i in range(0, len(jobs) - 8, 4)), strict=True))
@@ -397,6 +395,7 @@ def busy_loops(n: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
 
+@pytest.mark.slow
 def test_verdicts_do_not_depend_on_load():
     """The same jobs, once on an idle machine and once next to two CPU-bound processes: identical verdicts for
     programs well under the budget; programs far over it (a loop, a sleep) time out in both."""
@@ -430,7 +429,7 @@ def test_verdicts_do_not_depend_on_load():
 
 
 def test_budget_is_configured_and_validated():
-    cfg = OmegaConf.load(Path(__file__).parents[1] / "conf" / "execution" / "default.yaml")
+    cfg = OmegaConf.load(ROOT / "conf" / "execution" / "default.yaml")
     with Executor.from_config(cfg) as fresh:  # every key of the config file reaches the executor
         assert fresh.budget == Budget(timeout_s=1.0, timeout_min_s=2.0, timeout_max_s=20.0, clock="cpu", wall_factor=5.0)
         assert [fresh.budget.seconds(n) for n in (1, 2, 5, 30)] == [2.0, 2.0, 5.0, 20.0]

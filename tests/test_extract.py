@@ -210,20 +210,25 @@ def test_unicode_kept() -> None:
     assert '"""Grille → miroir 🪞"""' in extract_code(answer)
 
 
+NESTED = "x = " + "[" * 300 + "]" * 300 + "\ndef transform(g):\n    return g"  # too deep for Python's parser
+
+
 @pytest.mark.parametrize(
-    "answer",
+    ("answer", "expected"),
     [
-        None,
-        123,
-        "```python\n" + "(" * 5000 + "\n```",
-        "```python\n" + "x = " + "[" * 300 + "]" * 300 + "\ndef transform(g):\n    return g\n```",
-        "```python\ndef transform(g):\n    return g\x00\n```",
-        "``" * 1000,
-        "```python\n```",
+        (None, ""),  # not text: no code
+        (123, ""),
+        ("```python\n" + "(" * 5000 + "\n```", "(" * 5000),  # does not parse: the block as written
+        (f"```python\n{NESTED}\n```", NESTED),  # the parser gives up: nothing dropped
+        ("```python\ndef transform(g):\n    return g\x00\n```", "def transform(g):\n    return g\x00"),  # null byte
+        ("``" * 1000, ""),  # no fence ever opens
+        ("```python\n```", ""),  # an empty block
     ],
 )
-def test_never_raises(answer: object) -> None:
-    assert isinstance(extract_code(answer), str)  # type: ignore[arg-type]
+def test_pathological_answers_give_the_block_as_written_or_nothing(answer: object, expected: str) -> None:
+    """extract_code never raises (it runs on millions of answers): on input the parser cannot read, it returns the
+    block unchanged, and "" when there is no code."""
+    assert extract_code(answer) == expected  # type: ignore[arg-type]
 
 
 # -- stop at code (search.stop_at_code): where generation ends, and what that changes ---------------------------------

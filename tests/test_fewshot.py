@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -17,21 +18,14 @@ from soar.execution import Executor
 from soar.loop import plan
 from soar.runs import SearchRun
 from soar.scoring import score_program
-from soar.search import check_config
 from soar.search.fewshot import FewshotPool
+from soar.search.run import check_config
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "examples" / "arc_agi_1_programs.jsonl"
+SHIPPED = ROOT / "examples" / "fewshot_arc_agi_1.jsonl"
 SPLIT = load_split("arc_agi_1", "training")
 FLIP = "def transform(grid):\n    return grid[::-1]\n"            # solves 68b16354
 MIRROR = "def transform(grid):\n    return [r[::-1] for r in grid]\n"  # solves 67a3c6ac
 IDENTITY = "def transform(grid):\n    return grid\n"
-
-
-@pytest.fixture(scope="module")
-def executor() -> Executor:
-    with Executor(workers=1, timeout_s=1.0) as ex:
-        yield ex
 
 
 def search_dir(path: Path, split: str, programs: list[tuple[str, str, bool]], executor: Executor) -> Path:
@@ -109,7 +103,7 @@ def loop_searches(tmp_path: Path, *overrides: str) -> dict[str, list[str]]:
     loop = tmp_path / "loop"
     return {str(s.run_dir.relative_to(loop)): [str(Path(d).relative_to(loop)) for d in
                                                s.config["search"]["fewshot_archives"]]
-            for s in plan(cfg, loop, "x") if s.script == "search.py"}
+            for s in plan(cfg, loop, "x") if s.job == "search"}
 
 
 def test_the_loop_gives_each_iteration_the_searches_before_it(tmp_path: Path) -> None:

@@ -11,25 +11,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from soar.engines.checkpoints import EMBEDDED, resolve_model
-from soar.finetune import (
+from soar.finetune.batches import LengthGroupedBatches, RandomBatches, padding_fraction
+from soar.finetune.data import (
     IGNORE,
     ChatExample,
-    LengthGroupedBatches,
-    RandomBatches,
-    finetune,
-    padding_fraction,
     read_examples,
-    run_train,
     split_chat,
     tokenize_examples,
     write_examples,
 )
+from soar.finetune.recipe import finetune
+from soar.finetune.run import run_train
+from soar.weights import EMBEDDED, resolve_model
 
-ROOT = Path(__file__).resolve().parents[1]
 RESPONSE = "```python\ndef transform(grid):\n    return [row[::-1] for row in grid]\n```"
 
 
@@ -125,7 +123,7 @@ def tiny_model(tokenizer, tmp_path_factory):
 
 
 def tiny_cfg(base: Path, *extra: str, logger: str = "none") -> DictConfig:
-    return cfg_for([f"finetune.base_model={base}", f"logger={logger}", "finetune.epochs=2", "finetune.optim.lr=5e-3",
+    return cfg_for([f"model.path={base}", f"logger={logger}", "finetune.epochs=2", "finetune.optim.lr=5e-3",
                     "finetune.batch.size=4", "finetune.batch.micro_size=2", "finetune.lora.r=8",
                     "finetune.trainer.precision=32-true", *extra])
 
@@ -138,7 +136,7 @@ def tiny_examples() -> list[ChatExample]:
 def test_no_attention_mask_needed_with_right_padding(tiny_model, tokenizer):
     from omegaconf import OmegaConf
 
-    from soar.finetune.data import Collator
+    from soar.finetune.batches import Collator
     from soar.finetune.lora import load_lora_model
     from soar.finetune.module import LoraModule
 
@@ -187,6 +185,7 @@ class CrashAtStep:
         return _Crash()
 
 
+@pytest.mark.slow
 def test_a_step_checkpoint_resumes_mid_epoch_exactly(tiny_model, tmp_path):
     """checkpoint.every_n_steps: killed in the middle of an epoch, the run resumes from the last step checkpoint on
     the micro-batches not trained on yet, and ends exactly where an uninterrupted run ends."""
@@ -213,6 +212,7 @@ def test_a_step_checkpoint_resumes_mid_epoch_exactly(tiny_model, tmp_path):
         whole["train_loss_by_epoch"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_finetune_trains_saves_merges_resumes_and_skips(tiny_model, tokenizer, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -255,8 +255,8 @@ def test_finetune_trains_saves_merges_resumes_and_skips(tiny_model, tokenizer, t
 
 # -- the train.py job ----------------------------------------------------------------------------------------------
 def test_paper_configs_pass_the_checks():
-    from soar.finetune import check_finetune_config
-    from soar.finetune.run import resolve_precision
+    from soar.finetune.checks import check_finetune_config
+    from soar.finetune.cluster import resolve_precision
     from soar.hardware import Hardware
 
     paper = cfg_for(["finetune=paper"]).finetune
@@ -282,7 +282,7 @@ def test_train_cli_composes():
     (["finetune.archives=[/nonexistent/search_run]"], "finetune.archives: /nonexistent/search_run has no programs"),
     (["finetune.data.mode=everything"], "finetune.data.mode='everything'"),
     (["finetune.data.sample_selection=best"], "finetune.data.sample_selection='best'"),
-    (["finetune.base_model=/nonexistent/model"], "finetune.base_model='/nonexistent/model'"),
+    (["model.path=/nonexistent/model"], "finetune.base_model (by default the model group's model.path)='/nonexistent/model'"),
     (["finetune.quantization=int3"], "finetune.quantization='int3'"),
     (["finetune.lora.r=0"], "finetune.lora.r=0"),
     (["finetune.batch.size=6", "finetune.batch.micro_size=4"], "finetune.batch.size=6"),
@@ -300,15 +300,14 @@ def test_train_job_errors_name_the_key(tmp_path, override, message):
         run_train(cfg, tmp_path / "run")
 
 
-def test_train_job_end_to_end_on_a_real_archive(tiny_model, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_train_job_end_to_end_on_a_real_archive(tiny_model, tmp_path, executor):
     """Archive of executed programs -> soar.hindsight examples -> finetune -> an offline W&B run of job_type
     train; a second run is skipped."""
-    sys.path.insert(0, str(ROOT / "tests"))
     from wandb_records import run_contents
 
     from soar.archive import ProgramArchive, program_row
     from soar.data import load_split
-    from soar.execution import Executor
     from soar.scoring import score_program
 
     split = load_split("arc_agi_1", "training")
@@ -317,18 +316,16 @@ def test_train_job_end_to_end_on_a_real_archive(tiny_model, tmp_path, monkeypatc
              "def transform(grid):\n    return [list(r) for r in zip(*grid)]"]
     search = tmp_path / "search"
     archive = ProgramArchive(search / "programs.parquet")
-    with Executor(workers=1, timeout_s=1.0) as ex:
-        for tid in ("6150a2bd", "3c9b0459"):
-            task = split[tid]
-            outs = ex.run([(c, task.inputs) for c in codes])
-            archive.append([program_row(task, c, o, score_program(task, o), program_id=f"{tid}/{i}", kind="sample")
-                            for i, (c, o) in enumerate(zip(codes, outs))])
+    for tid in ("6150a2bd", "3c9b0459"):
+        task = split[tid]
+        outs = executor.run([(c, task.inputs) for c in codes])
+        archive.append([program_row(task, c, o, score_program(task, o), program_id=f"{tid}/{i}", kind="sample")
+                        for i, (c, o) in enumerate(zip(codes, outs))])
     (search / "metrics.json").write_text("{}")  # a finished search run dir (soar.runs: its outputs, no marker)
     (search / "tasks.json").write_text("{}")
     no_refinements = tiny_cfg(tiny_model, f"finetune.archives=[{search}]", "finetune.data.mode=refine")
     with pytest.raises(ValueError, match=r"mode=refine.*6 programs on 2 task\(s\).*\(0 of 0 children\)"):
         run_train(no_refinements, tmp_path / "empty")  # a clear error, before any model is loaded
-    monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = tiny_cfg(tiny_model, f"finetune.archives=[{search}]", "finetune.epochs=1", "finetune.max_seq_len=1024",
                    "iteration=3", logger="wandb")
     run = tmp_path / "train"

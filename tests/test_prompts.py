@@ -7,7 +7,13 @@ import pytest
 
 from soar.data.task import Pair, Task
 from soar.execution.outcome import Failure, FailureKind
-from soar.prompts import COLOR_LEGEND, SYSTEM_PROMPT, refinement_messages, sampling_messages
+from soar.prompts import (
+    COLOR_LEGEND,
+    SYSTEM_PROMPT,
+    fence,
+    refinement_messages,
+    sampling_messages,
+)
 
 TASK = Task(
     "tiny",
@@ -125,8 +131,18 @@ def test_fewshot_code_is_fenced_once_whatever_its_surrounding_newlines() -> None
     assert a == b
 
 
+def test_training_targets_are_fenced_as_the_prompts_show_code() -> None:
+    """One fence for prompts and training examples: a model trained on the targets answers as the prompts show."""
+    from soar.hindsight import sample_example
+
+    code = "\n\n    # indented first line\ndef transform(grid):\n    return grid  \n\n"
+    assert fence(code) == "```python\n    # indented first line\ndef transform(grid):\n    return grid\n```"
+    assert sample_example(EXAMPLE, {"code": code, "program_id": "p"}, relabelled=False).response == fence(code)
+    assert f"## Solution:\n{fence(code)}" in user(sampling_messages(TASK, (EXAMPLE, code)))
+
+
 def test_fewshot_of_the_task_itself_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"few-shot example is the task to solve itself \('tiny'\)"):
         sampling_messages(TASK, (TASK, EXAMPLE_CODE))
 
 
@@ -299,11 +315,11 @@ def test_refinement_too_large_output_is_not_displayed() -> None:
 
 def test_refinement_argument_checks() -> None:
     ok = [((4, 3), (2, 1)), ((5, 0, 5),), ((7, 0), (0, 7))]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"expected 3 outputs \(train then test\), got 2"):
         refinement_messages(TASK, PARENT, ok[:2], [True, True])  # test output missing
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected 2 train correctness flags, got 1"):
         refinement_messages(TASK, PARENT, ok, [True])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="train output 2 is a failure but is flagged correct"):
         refinement_messages(TASK, PARENT, [ok[0], Failure(FailureKind.CRASH), ok[2]], [True, True])
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from matplotlib.image import imread
 
 from soar.data import load_split
@@ -18,7 +19,6 @@ from soar.report.__main__ import main
 from soar.report.grids import ARC_COLORS
 from soar.report.programs import best_programs, oracle_curve
 
-ROOT = Path(__file__).resolve().parents[1]
 REPLAY = ["model=replay", "data=arc_agi_1", "logger=none", "execution.timeout_s=0.5"]
 HELDOUT = ["data.tasks=[6150a2bd,e9afcf9a,44f52bb0]"]
 
@@ -73,6 +73,7 @@ def check_png(path: Path) -> np.ndarray:
     return pixels
 
 
+@pytest.mark.slow
 def test_search_run_report(search_report: Path) -> None:
     run = search_report.parent
     html = (search_report / "report.html").read_text()
@@ -97,6 +98,7 @@ def test_search_run_report(search_report: Path) -> None:
     assert "np.rot90(np.array(grid), 2)" in html  # the best program's code under its grid
 
 
+@pytest.mark.slow
 def test_grid_image_has_the_task_colours(search_report: Path) -> None:
     tasks = load_split("arc_agi_1", "training")
     for tid in ("6150a2bd", "74dd1130", "e9afcf9a"):
@@ -109,6 +111,7 @@ def test_grid_image_has_the_task_colours(search_report: Path) -> None:
             assert rgb in seen, (tid, v, ARC_COLORS[v])
 
 
+@pytest.mark.slow
 def test_loop_report(loop_dir: Path, tmp_path: Path) -> None:
     html = build_report([loop_dir], tmp_path).read_text()
     srcs = images(html)
@@ -125,6 +128,7 @@ def test_loop_report(loop_dir: Path, tmp_path: Path) -> None:
     assert (tmp_path / "grids" / "run0_iter0_heldout_44f52bb0.png").is_file()
 
 
+@pytest.mark.slow
 def test_compare_runs_labels_each_by_its_overrides(sweep_dir: Path, tmp_path: Path) -> None:
     main([str(sweep_dir / "0"), str(sweep_dir / "1"), "--out", str(tmp_path), "--max-tasks", "1"])
     html = (tmp_path / "report.html").read_text()
@@ -134,6 +138,7 @@ def test_compare_runs_labels_each_by_its_overrides(sweep_dir: Path, tmp_path: Pa
     check_png(tmp_path / "vote_vs_oracle.png")
 
 
+@pytest.mark.slow
 def test_sweep_dir_expands_to_its_jobs(sweep_dir: Path) -> None:
     proc = report_cli(sweep_dir, "--max-tasks", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]

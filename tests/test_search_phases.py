@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from omegaconf import OmegaConf
 
 from soar.archive import ProgramArchive
@@ -61,15 +62,9 @@ class ScriptedEngine:
 
 def config(**search: object) -> OmegaConf:
     """search=tiny with `search` merged in; the scripted answers are whole answers, so no answer prefix unless given."""
-    base = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "search" / "tiny.yaml")
+    base = OmegaConf.load(ROOT / "conf" / "search" / "tiny.yaml")
     return OmegaConf.create({"seed": 0, "iteration": 0,
                              "search": OmegaConf.merge(base, {"answer_prefix": None}, search)})
-
-
-@pytest.fixture(scope="module")
-def executor() -> Executor:
-    with Executor(workers=1, timeout_s=0.5) as ex:
-        yield ex
 
 
 def sample(cfg, engine, executor, archive: ProgramArchive, state: SearchState, tasks=TASKS) -> int:
@@ -293,7 +288,7 @@ def test_other_weights_refine_after_the_sampling_engine_is_closed(tmp_path: Path
         return Recorded(model.path)
 
     monkeypatch.setattr(llm, "build_engine", build)
-    base = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "execution" / "default.yaml")
+    base = OmegaConf.load(ROOT / "conf" / "execution" / "default.yaml")
     cfg = OmegaConf.merge(config(sample={"budget": 4, "n": 2}, refine={"budget": 2, "n": 2, "model": "refiner-dir"}),
                           {"data": {"split": "training"}, "model": {"name": "m", "engine": "hf", "path": "base-dir",
                                                                     "lora": None},

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,21 +9,20 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from soar.archive import ProgramArchive
+from conftest import ROOT
 from wandb_records import run_contents
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples" / "arc_agi_1_programs.jsonl"
+from soar.archive import ProgramArchive
+
+EXAMPLES = ROOT / "examples" / "replay_demo.jsonl"
 PWNED = Path("/tmp/soar-replay-pwned")
 
 
 def search(run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     proc = subprocess.run(
         [sys.executable, "search.py", f"hydra.run.dir={run_dir}", "model=replay", "data=arc_agi_1",
          "execution.timeout_s=0.5", *overrides],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -44,6 +42,7 @@ def example_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_replay_archives_every_program(example_run: Path) -> None:
     n_lines = len(EXAMPLES.read_text().splitlines())
     table = ProgramArchive(example_run / "programs.parquet").read()
@@ -61,6 +60,7 @@ def test_replay_archives_every_program(example_run: Path) -> None:
     assert not PWNED.exists(), "a replayed program ran a shell command"
 
 
+@pytest.mark.slow
 def test_replay_metrics(example_run: Path) -> None:
     metrics = json.loads((example_run / "metrics.json").read_text())
     for key in ("n_tasks", "n_programs", "valid_rate", "mean_train_acc", "train_oracle", "test_oracle",
@@ -78,6 +78,7 @@ def test_replay_metrics(example_run: Path) -> None:
     assert tasks["44f52bb0"]["test_oracle"] and tasks["44f52bb0"]["vote_pass2"] == 0.0
 
 
+@pytest.mark.slow
 def test_replay_logs_a_finished_wandb_run(example_run: Path) -> None:
     run = wandb_run(example_run)
     assert run["exit_code"] == 0
@@ -87,6 +88,7 @@ def test_replay_logs_a_finished_wandb_run(example_run: Path) -> None:
     assert run["summary"]["search/n_programs"] == 18
 
 
+@pytest.mark.slow
 def test_replay_resumes_without_losing_or_duplicating(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     search(run_dir, "execution.batch_size=4", "logger=none")
@@ -154,6 +156,7 @@ def test_replaying_an_archive_keeps_its_lineage(tmp_path: Path) -> None:
     assert got["0/6150a2bd/s000000"]["kind"] == "sample"
 
 
+@pytest.mark.slow
 def test_pool_votes_over_several_runs_without_running_them_again(tmp_path: Path) -> None:
     """model=pool (the paper's Table 6 ensemble): every program of the source runs, ids kept unique, one vote."""
     lines = EXAMPLES.read_text().splitlines()

@@ -89,7 +89,7 @@ def test_kaggle_score_is_fractional_per_test_input():
 
 
 def test_kaggle_score_rejects_mismatched_lengths():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="attempt has 1 outputs, task has 2 test inputs"):
         kaggle_score([(X,)], [[[1]], [[2]]])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="kaggle_score needs at least one test output"):
         kaggle_score([], [])

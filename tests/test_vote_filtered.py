@@ -8,13 +8,13 @@ attempts; SOAR filters them out (all-background, mostly identity) before it vote
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from conftest import ROOT
 from omegaconf import OmegaConf
 
 from soar.archive import ProgramArchive, program_row, row_outputs
@@ -23,7 +23,6 @@ from soar.execution import Executor
 from soar.scoring import FILTERS, keep_program, keep_programs, score_program, summarize
 from soar.search.results import task_results
 
-ROOT = Path(__file__).resolve().parents[1]
 TASK_ID = "67a3c6ac"
 PARTIAL = ("def transform(grid):\n"
            "    out = [list(row[::-1]) for row in grid]\n"
@@ -41,10 +40,9 @@ def task() -> Task:
     return load_split("arc_agi_1", "training", None)[TASK_ID]
 
 
-def archive_table(task: Task, codes: list[str], path: Path) -> pa.Table:
+def archive_table(executor: Executor, task: Task, codes: list[str], path: Path) -> pa.Table:
     """A real archive at `path` of `codes` run on `task` by the real executor (it runs each distinct code once)."""
-    with Executor(workers=1) as executor:
-        outputs = executor.run([(code, task.inputs) for code in codes])
+    outputs = executor.run([(code, task.inputs) for code in codes])
     rows = [program_row(task, code, outs, score_program(task, outs), program_id=f"p{i}", kind="sample")
             for i, (code, outs) in enumerate(zip(codes, outputs))]
     archive = ProgramArchive(path / "programs.parquet")
@@ -52,8 +50,8 @@ def archive_table(task: Task, codes: list[str], path: Path) -> pa.Table:
     return archive.read()
 
 
-def test_filtered_programs_do_not_vote(task: Task, tmp_path: Path) -> None:
-    table = archive_table(task, PROBE, tmp_path)
+def test_filtered_programs_do_not_vote(task: Task, tmp_path: Path, executor: Executor) -> None:
+    table = archive_table(executor, task, PROBE, tmp_path)
     train_acc = table.column("train_acc").to_pylist()
     assert train_acc[0] == pytest.approx(2 / 3) and table.column("correct_test_input")[0].as_py() == [True]
     assert set(train_acc[1:]) == {0.0}  # weights: 667.7 for the right answer, 700 for each junk answer
@@ -71,30 +69,32 @@ def test_filtered_programs_do_not_vote(task: Task, tmp_path: Path) -> None:
     assert m["n_voters"] == 1 and m["filtered"]["identity"] == 700
 
 
-def test_a_correct_program_that_fails_a_filter_still_counts_for_the_oracle(task: Task, tmp_path: Path) -> None:
+def test_a_correct_program_that_fails_a_filter_still_counts_for_the_oracle(task: Task, tmp_path: Path,
+                                                                           executor: Executor) -> None:
     """Oracles measure what the search found (all programs); only the vote is restricted to the filtered set."""
     correct = "def transform(grid):\n    return [row[::-1] for row in grid]  # " + "x" * 200 + "\n"
-    (r,) = task_results(archive_table(task, [correct, ZERO], tmp_path), {TASK_ID: task}, SCORING)
+    (r,) = task_results(archive_table(executor, task, [correct, ZERO], tmp_path), {TASK_ID: task}, SCORING)
     assert r.filtered["long_line"] == 1 and r.n_voters == 0
     assert r.train_oracle and r.test_oracle and r.test_oracle_kaggle == 1.0
     assert r.vote_pass2 == 0.0 and r.attempts == [] and r.vote_gap == 1.0
     assert r.vote_pass2_unfiltered == 1.0
 
 
-def test_hardcoded_train_perfect_programs_do_not_win_arc25(task: Task, tmp_path: Path) -> None:
+def test_hardcoded_train_perfect_programs_do_not_win_arc25(task: Task, tmp_path: Path, executor: Executor) -> None:
     """The arc25 vote (train-perfect programs only) is filtered too: a program that copies the train outputs
     is train-perfect, but its copied grids are in its code."""
     cases = "\n".join(f"    if grid == {p.input}:\n        return {p.output}" for p in task.train)
     hardcoded = f"def transform(grid):\n{cases}\n    return grid\n"
     right = "def transform(grid):\n    return [row[::-1] for row in grid]\n"
-    table = archive_table(task, [hardcoded] * 3 + [right], tmp_path)
+    table = archive_table(executor, task, [hardcoded] * 3 + [right], tmp_path)
     assert table.column("train_acc").to_pylist() == [1.0] * 4
     (r,) = task_results(table, {TASK_ID: task}, OmegaConf.merge(SCORING, {"vote": "arc25", "attempts": 1}))
     assert r.filtered["hardcoded_output"] == 3
     assert r.vote_pass2 == 1.0 and r.vote_pass2_unfiltered == 0.0
 
 
-def test_keep_programs_agrees_with_keep_program_on_archive_rows(task: Task, tmp_path: Path) -> None:
+def test_keep_programs_agrees_with_keep_program_on_archive_rows(task: Task, tmp_path: Path,
+                                                               executor: Executor) -> None:
     """The vote's batch form (executor outputs, each distinct outputs checked once) and the per-row form that
     hindsight uses reject the same programs for the same reason."""
     codes = [PARTIAL, ZERO, IDENTITY, ZERO + "# again\n", "def transform(grid):\n    return grdi\n",
@@ -102,7 +102,7 @@ def test_keep_programs_agrees_with_keep_program_on_archive_rows(task: Task, tmp_
              "def transform(grid):\n    return [row[::-1] for row in grid]  # " + "x" * 200 + "\n",
              "def transform(grid):\n    if len(grid) == 3:\n        return "  # the test answer, copied
              + str([row[::-1] for row in task.test[0].input]) + "\n    return [row[::-1] for row in grid]\n"]
-    rows = archive_table(task, codes, tmp_path).to_pylist()
+    rows = archive_table(executor, task, codes, tmp_path).to_pylist()
     verdicts = [keep_program(r, task) for r in rows]
     assert verdicts == [None, "all_background", "identity", "all_background", "invalid_grid", "near_constant",
                         "long_line", "hardcoded_output"]
@@ -116,11 +116,10 @@ def replay(tmp_path: Path, codes: list[str]) -> Path:
     programs = tmp_path / "programs.jsonl"
     programs.write_text("".join(json.dumps({"task_id": TASK_ID, "code": code}) + "\n" for code in codes))
     run_dir = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     proc = subprocess.run(
         [sys.executable, "search.py", f"hydra.run.dir={run_dir}", "model=replay", "data=arc_agi_1",
          f"model.programs={programs}", "logger=none"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir

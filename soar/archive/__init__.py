@@ -3,4 +3,5 @@ from soar.archive.archive import ProgramArchive, committed_parts
 from soar.archive.reader import read_programs
 from soar.archive.schema import ARCHIVE_COLUMNS, ARCHIVE_SCHEMA, KINDS, program_row, row_outputs
 
-__all__ = ["ARCHIVE_COLUMNS", "ARCHIVE_SCHEMA", "KINDS", "ProgramArchive", "committed_parts", "program_row", "read_programs", "row_outputs"]
+__all__ = ["ARCHIVE_COLUMNS", "ARCHIVE_SCHEMA", "KINDS", "ProgramArchive", "committed_parts", "program_row",
+           "read_programs", "row_outputs"]

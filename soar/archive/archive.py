@@ -13,8 +13,9 @@ so pass `schema=` to see extra columns added later, or use `read()`), and duckdb
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq

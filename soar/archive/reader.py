@@ -2,8 +2,8 @@
 (our archive, or a downloaded dataset such as SOAR's released `soar_arc_train_5M`)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.json as pajson

@@ -1,7 +1,8 @@
 """One archive row per program: fixed, explicitly typed columns plus free extra columns."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 

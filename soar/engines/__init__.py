@@ -1,4 +1,5 @@
-"""Where programs come from: an LLM engine (vLLM, or transformers as a fallback) or a file of programs to replay."""
+"""The LLM engines that write programs: vLLM, or transformers as a fallback (model=replay and model=pool need none:
+soar.search.replay, soar.search.ensemble)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from soar.engines.base import Completion, Engine, Sampling
-from soar.engines.checkpoints import resolve_model
+from soar.weights import resolve_model
 
 LLM_ENGINES = ("vllm", "hf")
 

@@ -77,13 +77,18 @@ class Metered:
         self.engine = build()
         self.name, self.max_model_len, self.dtype = self.engine.name, self.engine.max_model_len, self.engine.dtype
 
+    def _open(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("the engine is closed")
+        return self.engine
+
     def encode(self, messages: list[dict[str, str]], answer_prefix: str = "") -> list[int]:
-        return self.engine.encode(messages, answer_prefix)
+        return self._open().encode(messages, answer_prefix)
 
     def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop: StopRule | None = None,
                  on_progress: OnProgress | None = None) -> list[list[Completion]]:
         start = time.perf_counter()
-        out = self.engine.generate(prompts, n, max_tokens, stop=stop, on_progress=on_progress)
+        out = self._open().generate(prompts, n, max_tokens, stop=stop, on_progress=on_progress)
         self.seconds += time.perf_counter() - start
         flat = [c for cs in out for c in cs]
         self.completions += len(flat)

@@ -22,8 +22,8 @@ class HFEngine:
         self.sampling = sampling
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = choose_dtype(dtype, detect(self.device == "cuda"))
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.dtype))
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(path)
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.dtype))
         if lora is not None:
             from peft import PeftModel
 
@@ -44,8 +44,8 @@ class HFEngine:
         tokens = finished = 0
         for ids in prompts:  # one prompt at a time, its n samples as one batch
             inp = torch.tensor([ids], device=self.device)
-            watch = _Watch(self.tokenizer, len(ids), stop, lambda step: on_progress and on_progress(
-                tokens + step * n, finished))
+            watch = _Watch(self.tokenizer, len(ids), stop, lambda step, done=tokens, fin=finished: (
+                on_progress and on_progress(done + step * n, fin)))
             with torch.inference_mode():
                 out = self.model.generate(
                     inp, attention_mask=torch.ones_like(inp), do_sample=True, num_return_sequences=n,

@@ -160,9 +160,9 @@ class VLLMEngine:
         self.max_model_len = max_model_len
         self.sampling = sampling
         self.dtype = choose_dtype(dtype, detect())
-        self.llm = LLM(
+        self.llm: Any = LLM(
             model=path,
-            dtype=self.dtype,
+            dtype=self.dtype,  # type: ignore[arg-type]  # choose_dtype returns one of vLLM's names
             max_model_len=max_model_len,
             tensor_parallel_size=self.tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
@@ -172,7 +172,7 @@ class VLLMEngine:
             max_lora_rank=max_lora_rank,
             seed=sampling.seed,  # the only seed: requests carry none (module docstring)
         )
-        self.tokenizer = self.llm.get_tokenizer()
+        self.tokenizer: Any = self.llm.get_tokenizer()
         self.lora_request = None
         self._calls = 0  # request ids are unique across calls
         if lora is not None:

@@ -33,6 +33,6 @@ programs' results, the servers or the coordinator.
 
 from soar.execution.budget import Budget
 from soar.execution.executor import Executor
-from soar.execution.outcome import CanonicalGrid, Failure, FailureKind, Output
+from soar.execution.outcome import MAX_SIDE, CanonicalGrid, Failure, FailureKind, Output
 
-__all__ = ["Budget", "CanonicalGrid", "Executor", "Failure", "FailureKind", "Output"]
+__all__ = ["MAX_SIDE", "Budget", "CanonicalGrid", "Executor", "Failure", "FailureKind", "Output"]

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from soar.execution.wire import MAX_SIDE
+from soar.execution.outcome import MAX_SIDE
 
 
 class InvalidOutput(Exception):

@@ -5,6 +5,9 @@ Each fork-server is a fresh interpreter (`server.py`) with a scrubbed environmen
 coordinator talks to all of them through non-blocking pipes in one selector loop (no deadlock whatever the
 sizes), keeps two chunks in flight per server, and replaces a server that dies (see `_replace`) or that was
 left with work in flight by an interrupted `run`.
+
+One module (~360 lines) on purpose: the coordinator is one state machine (servers, chunks in flight, the run's
+results) driven by one selector loop; cut into files, each part would need the whole state.
 """
 
 from __future__ import annotations
@@ -122,7 +125,8 @@ class Executor:
         self.budget = Budget(timeout_s, timeout_min_s, timeout_max_s, clock, wall_factor)
         for key, value in (("workers", workers or 1), ("memory_mb", memory_mb), ("chunk_size", chunk_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"execution.{key}={value!r}: must be an integer >= 1" + " or null" * (key == "workers"))
+                or_null = " or null" * (key == "workers")
+                raise ValueError(f"execution.{key}={value!r}: must be an integer >= 1{or_null}")
         if namespace not in NAMESPACES:
             raise ValueError(f"execution.namespace={namespace!r}: must be one of {', '.join(NAMESPACES)}")
         self.workers = workers or len(os.sched_getaffinity(0)) or 1  # the cores this job may use (SLURM)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-# A valid output grid, canonical and hashable: rectangular, ints 0..9, at most 40x40.
+MAX_SIDE = 40  # spec §5.2, SOAR's validity check: a valid grid has 1..40 rows and 1..40 columns
+# A valid output grid, canonical and hashable: rectangular, ints 0..9, at most MAX_SIDE x MAX_SIDE.
 CanonicalGrid = tuple[tuple[int, ...], ...]
 
 

@@ -153,7 +153,7 @@ class Canary:
         ]
         self._saved = [read() for read, _, _ in self._knobs]
         self._builtins, self._warnings = vars(sys.modules["builtins"]), vars(warnings)
-        self._filters = warnings.filters
+        self._filters: list[Any] = warnings.filters  # type: ignore[assignment]  # typeshed: Sequence; it is a list
         self._saved_filters = list(self._filters)
         self._filters_mutated = getattr(warnings, "_filters_mutated", lambda: None)  # clears cached lookups
         self._settings = self._current_settings()

@@ -9,6 +9,9 @@ budget plus a grace (CPU, or wall with clock=wall) or its wall-clock backstop pl
 child's process group and charges `timeout`; a RLIMIT_CPU over the whole chunk is the third. On a crash (signal,
 unexpected exit, garbage on the pipe) it charges `crash`; on exit code RETIRE (canary tripped, memory exhausted or
 grown) it charges nobody. It then forks a new child for the rest of the chunk.
+
+One module (~310 lines) on purpose: it is the fresh interpreter the coordinator boots, and its supervision (ticks,
+clocks, kills, verdicts) is one loop around one child; the confinement itself is in sandbox.py and runner.py.
 """
 
 from __future__ import annotations

@@ -13,9 +13,8 @@ from __future__ import annotations
 import os
 import struct
 
-from soar.execution.outcome import CanonicalGrid, Failure, FailureKind, Output
+from soar.execution.outcome import MAX_SIDE, CanonicalGrid, Failure, FailureKind, Output
 
-MAX_SIDE = 40  # SOAR's validity check allows grids up to 40x40
 MAX_MESSAGE = 300  # characters kept of a failure message
 
 STARTED = b"S"

@@ -1,37 +1,13 @@
 """Finetuning: a fresh (rs)LoRA on the base model over hindsight chat examples, with PyTorch Lightning + PEFT.
 
-`finetune(examples, cfg.finetune, run_dir)` trains on any objects with `.messages` (system + user) and
-`.response`; `run_train(cfg, run_dir)` is the train.py job (archives -> soar.hindsight examples -> finetune).
-Heavy imports (torch, transformers, Lightning) happen inside the functions."""
-from soar.finetune.data import (
-    IGNORE,
-    ChatExample,
-    Collator,
-    LengthGroupedBatches,
-    RandomBatches,
-    Tokenized,
-    padding_fraction,
-    read_examples,
-    split_chat,
-    tokenize_examples,
-    write_examples,
-)
-from soar.finetune.run import check_data_config, check_finetune_config, finetune, run_train
+    data.py     chat examples -> token ids with response-only labels, length-grouped micro-batches, archives ->
+                hindsight examples (load_examples)
+    lora.py     the base model with a fresh adapter, the merged export
+    module.py   the LightningModule (loss, optimizer, schedule) and the LightningDataModule
+    cluster.py  ranks, the SLURM cluster environment, strategy and precision
+    checks.py   the config checks (finetune, finetune.data, finetune.archives)
+    recipe.py   finetune(examples, cfg.finetune, run_dir): the recipe, one named step each
+    run.py      run_train(cfg, run_dir): the train job (python train.py = python -m soar.finetune)
 
-__all__ = [
-    "IGNORE",
-    "ChatExample",
-    "Collator",
-    "LengthGroupedBatches",
-    "RandomBatches",
-    "Tokenized",
-    "check_data_config",
-    "check_finetune_config",
-    "finetune",
-    "padding_fraction",
-    "read_examples",
-    "run_train",
-    "split_chat",
-    "tokenize_examples",
-    "write_examples",
-]
+Importing the package imports nothing heavy: torch, transformers and Lightning come with the modules that use them.
+"""

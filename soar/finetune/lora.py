@@ -13,26 +13,26 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from soar.engines.checkpoints import resolve_model
 from soar.io import replace_dir
+from soar.weights import resolve_model
 
-PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 QUANTIZATIONS = (None, "nf4")
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def base_model_path(ft: DictConfig) -> str:
     """`finetune.base_model` as a loadable directory or cached hub id; a clear error naming the key otherwise."""
+    key = "finetune.base_model (by default the model group's model.path)"
     try:
         path = resolve_model(str(ft.base_model))
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"finetune.base_model={ft.base_model!r}: {e}") from None
+        raise FileNotFoundError(f"{key}={ft.base_model!r}: {e}") from None
     if not Path(path).exists():  # a hub id: it must be in the local cache (nothing is downloaded at run time)
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(path, "config.json"), str):
             raise FileNotFoundError(
-                f"finetune.base_model={ft.base_model!r}: neither a local model directory nor a hub id in the local "
+                f"{key}={ft.base_model!r}: neither a local model directory nor a hub id in the local "
                 "Hugging Face cache (download it first, e.g. `huggingface-cli download <id>`)")
     return path
 
@@ -68,7 +68,7 @@ def load_lora_model(ft: DictConfig, path: str) -> Any:
         kwargs["dtype"] = torch.bfloat16
     else:
         kwargs["dtype"] = DTYPES[ft.load_dtype]
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     model.config.use_cache = False
     if ft.quantization == "nf4":
         from peft import prepare_model_for_kbit_training
@@ -78,7 +78,7 @@ def load_lora_model(ft: DictConfig, path: str) -> Any:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = ft.lora
     config = LoraConfig(
-        r=int(lora.r), lora_alpha=float(lora.alpha), lora_dropout=float(lora.dropout), use_rslora=bool(lora.rslora),
+        r=int(lora.r), lora_alpha=lora.alpha, lora_dropout=float(lora.dropout), use_rslora=bool(lora.rslora),
         target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, config)
     model.train()  # from_pretrained returns eval mode; LoRA dropout and gradient checkpointing need train mode

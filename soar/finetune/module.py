@@ -10,10 +10,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torch.utils.data import DataLoader
 
-from soar.finetune.data import (IGNORE, Collator, EpochProgress, LengthGroupedBatches, StepTokens, TokenDataset,
-                                Tokenized)
+from soar.finetune.batches import Collator, EpochProgress, LengthGroupedBatches, StepTokens, TokenDataset
+from soar.finetune.data import IGNORE, Tokenized
 
 OPTIMIZERS = ("adamw", "adamw_8bit")
 # configs whose logits are not just lm_head(hidden): those models take the plain (full-logits) path
@@ -124,9 +125,9 @@ class LoraModule(pl.LightningModule):
         return [loss / max(labels, 1) for _, (loss, labels) in sorted(epochs.items())]
 
     # -- optimisation ------------------------------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         params = [p for p in self.model.parameters() if p.requires_grad]
-        kwargs = {"lr": float(self.optim.lr), "weight_decay": float(self.optim.weight_decay),
+        kwargs: dict[str, Any] = {"lr": float(self.optim.lr), "weight_decay": float(self.optim.weight_decay),
                   "betas": tuple(self.optim.betas), "eps": float(self.optim.eps)}
         if self.optim.name == "adamw_8bit":
             import bitsandbytes as bnb
@@ -135,7 +136,8 @@ class LoraModule(pl.LightningModule):
         else:
             optimizer = torch.optim.AdamW(params, **kwargs)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, float(self.optim.warmup_ratio)))
+        schedule = cosine_with_warmup(total, float(self.optim.warmup_ratio))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- checkpoints: adapter weights + our history only -------------------------------------------------------
@@ -165,7 +167,8 @@ class ChatDataModule(pl.LightningDataModule):
                  group_size: int | None, seed: int, progress: EpochProgress | None = None) -> None:
         super().__init__()
         self.data, self.pad_id = data, pad_id
-        self.micro_batch_size, self.accumulate, self.group_size, self.seed = micro_batch_size, accumulate, group_size, seed
+        self.micro_batch_size, self.accumulate = micro_batch_size, accumulate
+        self.group_size, self.seed = group_size, seed
         self.progress = progress or EpochProgress()
 
     def train_dataloader(self) -> DataLoader:

@@ -1,7 +1,16 @@
-"""Hindsight learning data: filters (spec §7.2, owned by soar.scoring.filters), relabelling and dedup (§7.1, §7.3-7.4), data selection (§8, §10)
-and fine-tuning examples (§9.2). Entry point: `build_examples(archive_table, tasks, cfg, seed)`."""
-from soar.hindsight.examples import HINDSIGHT_COLUMNS, MODES, Example, build_examples, fence, find_parent, refine_example, sample_example
-from soar.scoring.filters import FILTERS, grid_distance, keep_program, mean_pairwise_distance, valid_grid
+"""Hindsight learning data: filters (spec §7.2, owned by soar.scoring.filters), relabelling and dedup (§7.1,
+§7.3-7.4), data selection (§8, §10) and fine-tuning examples (§9.2).
+Entry point: `build_examples(archive_table, tasks, cfg, seed, vote_c)`."""
+from soar.hindsight.examples import (
+    HINDSIGHT_COLUMNS,
+    MODES,
+    Example,
+    build_examples,
+    data_options,
+    find_parent,
+    refine_example,
+    sample_example,
+)
 from soar.hindsight.relabel import dedup_by_code, dedup_by_output, output_key, relabel
 from soar.hindsight.select import (
     REFINE_SELECTIONS,
@@ -14,6 +23,13 @@ from soar.hindsight.select import (
     select_refinement,
     select_sampling,
 )
+from soar.scoring.filters import (
+    FILTERS,
+    grid_distance,
+    keep_program,
+    mean_pairwise_distance,
+    valid_grid,
+)
 
 __all__ = [
     "FILTERS",
@@ -23,10 +39,10 @@ __all__ = [
     "SAMPLE_SELECTIONS",
     "Example",
     "build_examples",
+    "data_options",
     "dedup_by_code",
     "dedup_by_output",
     "diverse_pool",
-    "fence",
     "find_parent",
     "fully_correct",
     "greedy_diverse",

@@ -1,6 +1,6 @@
 """Fine-tuning examples from the program archive (spec §7-§10): filter, select, relabel, render prompts.
 
-    examples, stats = build_examples(archive_table, tasks, cfg.finetune.data, seed=0)
+    examples, stats = build_examples(archive_table, tasks, cfg.finetune.data, seed=0, vote_c=cfg.scoring.c)
 
 cfg keys (Mapping or DictConfig): `use_test` (required: True only on a training split, where the ground-truth test
 outputs may be used; False for evaluation splits / test-time training, where neither the rows'
@@ -33,9 +33,10 @@ Randomness: one generator per (seed, task id, data kind), so a task's draws do n
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import mean
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -43,7 +44,6 @@ import pyarrow.compute as pc
 
 from soar.archive.schema import row_outputs
 from soar.data.task import Pair, Task
-from soar.scoring.filters import FILTERS, keep_program
 from soar.hindsight.relabel import dedup_by_code, relabel
 from soar.hindsight.select import (
     REFINE_SELECTIONS,
@@ -55,8 +55,10 @@ from soar.hindsight.select import (
     test_flags,
     train_accuracy,
 )
-from soar.prompts import refinement_messages, sampling_messages
-from soar.search.rex import BINS, PARENT_BINS, accuracy_bin
+from soar.prompts import fence, refinement_messages, sampling_messages
+from soar.scoring.bins import BINS, PARENT_BINS, accuracy_bin
+from soar.scoring.filters import FILTERS, keep_program
+from soar.scoring.vote import DEFAULT_C
 
 MODES = ("sample", "refine", "both")
 _COLUMNS = ("program_id", "task_id", "parent_id", "kind", "iteration", "model", "code", "error",
@@ -70,15 +72,10 @@ Row = Mapping[str, Any]
 @dataclass(frozen=True)
 class Example:
     messages: list[dict[str, str]]  # system + user: the prompt, exactly as at inference
-    response: str  # "```python\n<code>\n```": the training target
+    response: str  # the training target: the code in the prompts' fence (soar.prompts.fence)
     task_id: str  # the original task id
     kind: str  # "sample" | "refine"
     program_id: str  # the program it comes from (the child for "refine")
-
-
-def fence(code: str) -> str:
-    """The training target: the code in a python fence, blank edges dropped."""
-    return f"```python\n{(code or '').lstrip(chr(10)).rstrip()}\n```"
 
 
 def _rng(seed: int, task_id: str, stream: int) -> np.random.Generator:
@@ -99,7 +96,7 @@ def sample_example(task: Task, row: Row, *, relabelled: bool = True,
     relabelled=False), pairs permuted when `rng` is given; the response is the row's code."""
     target = relabel(task, row) if relabelled else task
     shown, _, _ = _permute(target, rng)
-    return Example(sampling_messages(shown), fence(row["code"]), task.id, "sample", str(row["program_id"]))
+    return Example(sampling_messages(shown), fence(row["code"] or ""), task.id, "sample", str(row["program_id"]))
 
 
 def refine_example(task: Task, child: Row, parent: Row, rng: np.random.Generator | None = None) -> Example:
@@ -111,26 +108,24 @@ def refine_example(task: Task, child: Row, parent: Row, rng: np.random.Generator
     n_train = len(task.train)
     outs = [outputs[i] for i in pt] + [outputs[n_train + j] for j in ps]
     messages = refinement_messages(shown, parent["code"] or "", outs, [flags[i] for i in pt])
-    return Example(messages, fence(child["code"]), task.id, "refine", str(child["program_id"]))
+    return Example(messages, fence(child["code"] or ""), task.id, "refine", str(child["program_id"]))
 
 
 def _hide_test(task: Task) -> Task:
     return Task(task.id, task.train, tuple(Pair(p.input, None) for p in task.test))
 
 
-def _config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(cfg.get("use_test"), bool):
-        raise ValueError(f"finetune data config needs `use_test` true or false, not {cfg.get('use_test')!r} (true only "
-                         "where ground-truth test outputs may be used)")
+def data_options(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The data build's options (finetune.data) with defaults filled in; a bad value is an error naming
+    `prefix + key`. `use_test` is left to `build_examples` (the train job resolves its `auto` per archive first)."""
     c = {k: cfg.get(k, d) for k, d in _DEFAULTS.items()}
-    c["use_test"] = cfg.get("use_test")
     for key, allowed in (("mode", MODES), ("sample_selection", SAMPLE_SELECTIONS),
                          ("refine_selection", REFINE_SELECTIONS)):
         if c[key] not in allowed:
-            raise ValueError(f"{key}={c[key]!r}; allowed: {', '.join(allowed)}")
+            raise ValueError(f"{prefix}{key}={c[key]!r}: allowed: {', '.join(allowed)}")
     for key in ("per_task", "refine_per_task"):
-        if int(c[key]) != c[key] or c[key] < 0:
-            raise ValueError(f"{key}={c[key]!r}: must be an integer >= 0")
+        if isinstance(c[key], bool) or not isinstance(c[key], int | float) or int(c[key]) != c[key] or c[key] < 0:
+            raise ValueError(f"{prefix}{key}={c[key]!r}: must be an integer >= 0")
         c[key] = int(c[key])
     c["dedup_code"], c["shuffle_pairs"] = bool(c["dedup_code"]), bool(c["shuffle_pairs"])
     return c
@@ -149,12 +144,11 @@ def find_parent(child: Row, candidates: Sequence[Row]) -> tuple[Row | None, bool
         return None, False
     for same in (lambda r: r["model"] == child["model"] and r["iteration"] == child["iteration"],
                  lambda r: r["iteration"] == child["iteration"],
-                 lambda r: r["model"] == child["model"],
-                 lambda r: True):
+                 lambda r: r["model"] == child["model"]):
         matches = [r for r in candidates if same(r)]
         if matches:
             return matches[0], len(matches) > 1
-    return None, False  # unreachable
+    return candidates[0], len(candidates) > 1
 
 
 class _TaskRows:
@@ -179,10 +173,14 @@ class _TaskRows:
         return self.table.slice(*self.spans[tid]).to_pylist()
 
 
-def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[str, Any],
-                   seed: int = 0) -> tuple[list[Example], dict[str, Any]]:
-    """Fine-tuning examples from an archive table and statistics for logging; see the module doc."""
-    c = _config(cfg)
+def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[str, Any], seed: int = 0,
+                   vote_c: float = DEFAULT_C) -> tuple[list[Example], dict[str, Any]]:
+    """Fine-tuning examples from an archive table and statistics for logging; see the module doc. `vote_c` is the
+    vote constant of greedy_diverse_mv (`scoring.c`, as in the search's vote)."""
+    if not isinstance(cfg.get("use_test"), bool):
+        raise ValueError(f"finetune data config needs `use_test` true or false, not {cfg.get('use_test')!r} (true only "
+                         "where ground-truth test outputs may be used)")
+    c = {**data_options(cfg), "use_test": cfg["use_test"]}
     use_test, mode = c["use_test"], c["mode"]
     columns = list(_COLUMNS) + (["correct_test_input"] if use_test else [])
     missing = [col for col in columns if col not in archive.column_names and col not in ("error", "correct_test_input")]
@@ -195,9 +193,9 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
 
     dropped = {f: 0 for f in FILTERS}
     kept_total = 0
-    refine_stats = {"children": 0, "correct_children": 0, "missing_parent": 0, "ambiguous_parent": 0,
-                    "excluded_parent_bin": 0, "available_by_bin": {b: 0 for b in BINS},
-                    "selected_by_bin": {b: 0 for b in BINS}}
+    refine_stats: dict[str, Any] = {
+        "children": 0, "correct_children": 0, "missing_parent": 0, "ambiguous_parent": 0, "excluded_parent_bin": 0,
+        "available_by_bin": {b: 0 for b in BINS}, "selected_by_bin": {b: 0 for b in BINS}}
     sample_stats = {"code_duplicates": 0, "greedy": 0, "diverse": 0}
     samples: list[Example] = []
     refines: list[Example] = []
@@ -222,7 +220,8 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
             sample_stats["code_duplicates"] += len(kept) - len(pool)
             method, n = c["sample_selection"], c["per_task"]
             if method in ("greedy_diverse", "greedy_diverse_mv"):
-                g, d = greedy_diverse(pool, task, n, use_test, rng, majority_vote=method == "greedy_diverse_mv")
+                g, d = greedy_diverse(pool, task, n, use_test, rng, majority_vote=method == "greedy_diverse_mv",
+                                      c=vote_c)
                 chosen = g + d
                 sample_stats["greedy"] += len(g)
                 sample_stats["diverse"] += len(d)
@@ -235,7 +234,7 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
 
         if want_refine:
             rng = _rng(seed, tid, 1)
-            children = [r for r in kept if r["kind"] == "refine"]
+            children: list[Row] = [r for r in kept if r["kind"] == "refine"]
             refine_stats["children"] += len(children)
             children = [r for r in children if fully_correct(r, task, use_test)]
             refine_stats["correct_children"] += len(children)

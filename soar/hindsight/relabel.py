@@ -7,7 +7,8 @@ always returns nothing (spec §7.4). `dedup_by_code` is the exact-code stand-in 
 """
 from __future__ import annotations
 
-from typing import Any, Hashable, Mapping, Sequence, TypeVar
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from soar.data.task import Grid, Pair, Task
 

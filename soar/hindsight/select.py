@@ -14,8 +14,9 @@ Decisions where the spec is silent:
   in ranked order, so the shortest code of a duplicate group), and rows whose outputs equal a greedy pick's are
   left out (they would repeat a greedy task). The halves are N//2 and N - N//2; a short half is not refilled.
 - greedy_diverse_mv (Algorithm 2, spec §8.1/§10): the top min(N//2, #keys) joint test-output keys by the weighted
-  vote (`soar.scoring.vote`, weight = count + 1000 * sum h) share the N//2 draws by a multinomial on their
-  normalised weights; within a key programs are drawn with probability proportional to 1000 h + 1e-10, without
+  vote (`soar.scoring.vote`, weight = count + c * sum h, c = `scoring.c` as in the search's vote) share the N//2
+  draws by a multinomial on their normalised weights; within a key programs are drawn with probability proportional
+  to c h + 1e-10, without
   replacement, or with replacement when the key got more draws than it has programs, so a program may be repeated
   (each copy later gets its own pair shuffle). h = train accuracy.
 - Refinement: children whose parent is outside PARENT_BINS[use_test] (e.g. a fully correct parent with use_test)
@@ -24,22 +25,24 @@ Decisions where the spec is silent:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
 from soar.data.task import Task
 from soar.execution.outcome import Failure, FailureKind, Output
 from soar.hindsight.relabel import dedup_by_output, output_key
+from soar.scoring.bins import PARENT_BINS
 from soar.scoring.program import canonical
-from soar.scoring.vote import Candidate, vote
-from soar.search.rex import PARENT_BINS
+from soar.scoring.vote import DEFAULT_C, Candidate, vote
 
 SAMPLE_SELECTIONS = ("correct", "uniform", "greedy", "greedy_diverse", "greedy_diverse_mv")
 REFINE_SELECTIONS = ("uniform", "diverse")
-TEST_WEIGHT = 1.1  # spec §8.1: test correctness weight in the greedy key (train split)
-VOTE_C = 1000.0  # spec §6: vote weight per program = 1 + c * h
+# spec §8.1: a correct test pair weighs 1.1 train pairs in the greedy score; as integers (11/10), ties compare exactly
+TRAIN_POINTS, TEST_POINTS = 10, 11
 Row = Mapping[str, Any]
+T = TypeVar("T")
 
 
 def train_flags(row: Row) -> list[bool]:
@@ -72,10 +75,10 @@ def fully_correct(row: Row, task: Task, use_test: bool) -> bool:
 
 
 def _score(row: Row, task: Task, use_test: bool) -> int:
-    """The greedy score, scaled to an exact integer: 10 x #train correct (+ 11 x #test correct with use_test).
+    """The greedy score in integers: TRAIN_POINTS x #train correct (+ TEST_POINTS x #test correct with use_test).
     Within a task the number of pairs is fixed, so ordering by it orders by the spec's mean."""
-    s = 10 * sum(train_flags(row))
-    return s + 11 * sum(test_flags(row, task)) if use_test else s
+    s = TRAIN_POINTS * sum(train_flags(row))
+    return s + TEST_POINTS * sum(test_flags(row, task)) if use_test else s
 
 
 def rank_greedy(rows: Sequence[Row], task: Task, use_test: bool, rng: np.random.Generator) -> list[Row]:
@@ -84,7 +87,7 @@ def rank_greedy(rows: Sequence[Row], task: Task, use_test: bool, rng: np.random.
     return sorted(shuffled, key=lambda r: (-_score(r, task, use_test), len(r["code"] or "")))
 
 
-def _draw(rows: Sequence[Row], k: int, rng: np.random.Generator) -> list[Row]:
+def _draw(rows: Sequence[T], k: int, rng: np.random.Generator) -> list[T]:
     """min(k, len(rows)) rows uniformly without replacement, in draw order."""
     k = min(k, len(rows))
     return [rows[i] for i in rng.choice(len(rows), size=k, replace=False)] if k > 0 else []
@@ -110,39 +113,40 @@ def _test_key(row: Row) -> tuple[Output, ...]:
     return tuple(Failure(FailureKind.CRASH) if g is None else canonical(g) for g in row["predicted_test_output"])
 
 
-def majority_vote_half(rows: Sequence[Row], k: int, rng: np.random.Generator) -> list[Row]:
-    """Algorithm 2's greedy half (no ground truth): k draws spread over the top vote keys, see module doc."""
+def majority_vote_half(rows: Sequence[Row], k: int, rng: np.random.Generator, c: float = DEFAULT_C) -> list[Row]:
+    """Algorithm 2's greedy half (no ground truth): k draws spread over the top vote keys (vote constant `c`), see
+    module doc."""
     if k <= 0 or not rows:
         return []
     order = [rows[i] for i in rng.permutation(len(rows))]  # vote breaks exact ties by first seen
     cands = [Candidate(_test_key(r), train_accuracy(r), r["code"] or "") for r in order]
     groups: dict[Any, list[int]] = {}
-    for i, c in enumerate(cands):
-        groups.setdefault(c.test_outputs, []).append(i)
-    keys = vote(cands, attempts=k, method="weighted", c=VOTE_C)
+    for i, cand in enumerate(cands):
+        groups.setdefault(cand.test_outputs, []).append(i)
+    keys = vote(cands, attempts=k, method="weighted", c=c)
     if not keys:  # every program has a failed test output: nothing votes
         return []
-    weights = np.array([math.fsum(1.0 + VOTE_C * cands[i].train_acc for i in groups[key]) for key in keys])
+    weights = np.array([math.fsum(1.0 + c * cands[i].train_acc for i in groups[key]) for key in keys])
     draws = rng.multinomial(k, weights / weights.sum())
     picked: list[Row] = []
     for key, d in zip(keys, draws):
         members = groups[key]
         if d == 0:
             continue
-        q = np.array([VOTE_C * cands[i].train_acc + 1e-10 for i in members])
+        q = np.array([c * cands[i].train_acc + 1e-10 for i in members])
         idx = rng.choice(len(members), size=int(d), replace=bool(d > len(members)), p=q / q.sum())
         picked += [order[members[j]] for j in idx]
     return picked
 
 
 def greedy_diverse(rows: Sequence[Row], task: Task, n: int, use_test: bool, rng: np.random.Generator,
-                   majority_vote: bool = False) -> tuple[list[Row], list[Row]]:
+                   majority_vote: bool = False, c: float = DEFAULT_C) -> tuple[list[Row], list[Row]]:
     """(greedy half, diverse half) of greedy_diverse, or of greedy_diverse_mv with `majority_vote` (which ranks
-    and votes on train accuracy only and never looks at test correctness)."""
+    and votes, with vote constant `c`, on train accuracy only and never looks at test correctness)."""
     half = n // 2
     ranked = rank_greedy(rows, task, use_test and not majority_vote, rng)
     if majority_vote:
-        greedy = majority_vote_half(rows, half, rng)
+        greedy = majority_vote_half(rows, half, rng, c)
         used = {id(r) for r in greedy}
         rest = [r for r in ranked if id(r) not in used]
     else:
@@ -152,8 +156,9 @@ def greedy_diverse(rows: Sequence[Row], task: Task, n: int, use_test: bool, rng:
 
 
 def select_sampling(rows: Sequence[Row], task: Task, method: str, n: int, use_test: bool,
-                    rng: np.random.Generator) -> list[Row]:
-    """At most `n` rows of one task for sampling data (spec §8.1); `method` is one of SAMPLE_SELECTIONS."""
+                    rng: np.random.Generator, c: float = DEFAULT_C) -> list[Row]:
+    """At most `n` rows of one task for sampling data (spec §8.1); `method` is one of SAMPLE_SELECTIONS; `c` is the
+    vote constant of greedy_diverse_mv."""
     if method not in SAMPLE_SELECTIONS:
         raise ValueError(f"unknown sample selection {method!r}; allowed: {', '.join(SAMPLE_SELECTIONS)}")
     if n <= 0 or not rows:
@@ -164,7 +169,7 @@ def select_sampling(rows: Sequence[Row], task: Task, method: str, n: int, use_te
         return _draw(rows, n, rng)
     if method == "greedy":
         return rank_greedy(rows, task, use_test, rng)[:n]
-    greedy, diverse = greedy_diverse(rows, task, n, use_test, rng, majority_vote=method == "greedy_diverse_mv")
+    greedy, diverse = greedy_diverse(rows, task, n, use_test, rng, majority_vote=method == "greedy_diverse_mv", c=c)
     return greedy + diverse
 
 

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from soar.data.task import Task
+from soar.data.task import Task
 
 
 def format_grid(grid: Sequence[Sequence[int]]) -> str:
@@ -39,3 +37,8 @@ def format_task(task: Task, show_test_outputs: bool = False) -> str:
         if show_test_outputs and pair.output is not None:
             blocks.append(_block(f"Test Output {j}", pair.output))
     return "\n\n".join(blocks)
+
+
+def prompt_length(task: Task) -> int:
+    """The length of the task as the prompts show it (no test output): `data.limit` runs the shortest tasks."""
+    return len(format_task(task))

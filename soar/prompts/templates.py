@@ -62,7 +62,8 @@ Your solution should be:
 {COLOR_LEGEND}"""
 
 
-def _fence(code: str) -> str:
+def fence(code: str) -> str:
+    """Code in a python fence as every prompt shows it and every training example answers it (soar.hindsight)."""
     body = code.lstrip("\n").rstrip()  # keep the first line's indentation, drop blank edges
     return f"```python\n{body}\n```"
 
@@ -83,7 +84,7 @@ def sampling_messages(task: Task, fewshot: tuple[Task, str] | None = None) -> Me
             raise ValueError(f"few-shot example is the task to solve itself ({task.id!r})")
         parts.append(
             "Here is an example of an ARC-AGI task with its Python solution:\n\n"
-            f"# Task 1:\n{format_task(example)}\n\n## Solution:\n{_fence(solution)}"
+            f"# Task 1:\n{format_task(example)}\n\n## Solution:\n{fence(solution)}"
         )
     parts.append(f"Now, solve the following ARC-AGI task:\n\n{_task_to_solve(task)}")
     return _chat("\n\n".join(parts))
@@ -143,7 +144,7 @@ def refinement_messages(
             "Now, you need to make sure the code also produces correct output for the test inputs."
         )
     previous = (
-        f"Previous implementation:\n{_fence(code)}\n"
+        f"Previous implementation:\n{fence(code)}\n"
         f"This implementation of transform function correctly worked on {k}/{n_train} train input-output pairs.\n"
         "Detailed results:\n" + "\n\n".join(results)
     )

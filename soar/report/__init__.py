@@ -12,8 +12,9 @@ from typing import Any
 
 from soar.report.html import esc, figure, fmt, page, table
 from soar.report.plots import make_figures
-from soar.report.runs import SETS, NotARunError, Run, load_runs
+from soar.report.runs import NotARunError, Run, load_runs
 from soar.report.tasks import task_section
+from soar.runs import SEARCH_STAGES
 
 __all__ = ["NotARunError", "build_report"]
 
@@ -69,7 +70,7 @@ def tasks_sections(runs: list[Run], out: Path, max_tasks: int) -> str:
     """Per run: the last iteration's search tasks and held-out tasks."""
     parts = []
     for i, r in enumerate(runs):
-        for name in SETS:
+        for name in SEARCH_STAGES:
             last = [(it.index, it.stages[name]) for it in r.iterations if name in it.stages][-1:]
             for it, search in last:
                 where = "" if it is None else f", iteration {it}"

@@ -9,7 +9,8 @@ from matplotlib.figure import Figure  # no pyplot: no global backend state; PNGs
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from soar.report.programs import oracle_curve
-from soar.report.runs import SETS, Run
+from soar.report.runs import Run
+from soar.runs import SEARCH_STAGES
 
 CURVE_METRICS = ("vote_pass2", "test_oracle", "train_oracle", "valid_rate", "mean_train_acc")  # fractions
 MARKERS = {"search": "o", "heldout": "s"}
@@ -38,7 +39,7 @@ def _save(fig: Figure, path: Path) -> bool:
 def iteration_curves(runs: list[Run], path: Path) -> bool:
     """Fig. 2 style: each metric against iteration, one line per loop, a row of panels per task set."""
     loops = [(i, r) for i, r in enumerate(runs) if r.kind == "loop"]
-    sets = [name for name in SETS if any(name in it.stages for _, r in loops for it in r.iterations)]
+    sets = [name for name in SEARCH_STAGES if any(name in it.stages for _, r in loops for it in r.iterations)]
     if not sets:
         return False
     fig = Figure(figsize=(4.2 * len(CURVE_METRICS), 3.2 * len(sets) + 0.4 * len(loops)), layout="constrained")
@@ -86,9 +87,9 @@ def sample_vs_refine(runs: list[Run], path: Path) -> bool:
 
 def search_curves(runs: list[Run], path: Path) -> bool:
     """The paper's Fig. 5: tasks with a correct program among the first k programs per task, per search stage."""
-    sets = [name for name in SETS if any(name == n for r in runs for _, n, _ in r.stages())]
-    curves = [(i, it, name, oracle_curve(s.path)) for i, r in enumerate(runs) for it, name, s in r.stages()]
-    curves = [c for c in curves if c[3] is not None]
+    sets = [name for name in SEARCH_STAGES if any(name == n for r in runs for _, n, _ in r.stages())]
+    curves = [(i, it, name, c) for i, r in enumerate(runs) for it, name, s in r.stages()
+              if (c := oracle_curve(s.path)) is not None]
     if not curves:
         return False
     fig = Figure(figsize=(6 * len(sets), 4.5), layout="constrained")
@@ -152,7 +153,8 @@ def train_loss(runs: list[Run], path: Path) -> bool:
 
 
 FIGURES = (  # file name, function, caption
-    ("iterations.png", iteration_curves, "Vote pass@2, test and train oracle, valid rate and mean train accuracy against iteration (loops)."),
+    ("iterations.png", iteration_curves,
+     "Vote pass@2, test and train oracle, valid rate and mean train accuracy against iteration (loops)."),
     ("search_curves.png", search_curves,
      "Tasks solved (test oracle; train oracle without test outputs) among the first k programs of each task, in "
      "generation order: the paper's Fig. 5 (search alone saturates; learning moves the curve up)."),

@@ -9,8 +9,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from soar.archive import committed_parts, read_programs, row_outputs
-from soar.data import Task, load_split, searched_split
+from soar.data import Task, load_split
 from soar.execution.outcome import Output
+from soar.runs import SearchRun
 
 OUTPUT_COLUMNS = ["program_id", "predicted_train_output", "predicted_test_output", "error"]
 
@@ -25,7 +26,7 @@ class Best:
 
 def best_programs(search_dir: Path) -> dict[str, Best]:
     """Per task: highest train accuracy, then most test inputs right, then shortest code. {} without an archive."""
-    path = search_dir / "programs.parquet"
+    path = SearchRun(search_dir).archive
     if not committed_parts(path):
         return {}
     t = read_programs(path, ["program_id", "train_acc", "correct_test_input"])
@@ -49,7 +50,7 @@ class OracleCurve:
 
 def oracle_curve(search_dir: Path, points: int = 200) -> OracleCurve | None:
     """The search curve of a run (archive order = generation order within a task); None without an archive."""
-    path = search_dir / "programs.parquet"
+    path = SearchRun(search_dir).archive
     if not committed_parts(path):
         return None
     t = read_programs(path, ["train_acc", "correct_test_input"])
@@ -79,7 +80,7 @@ def program_outputs(search_dir: Path, program_ids: list[str]) -> dict[str, list[
     """The outputs (train inputs then test inputs) of the given programs, by program id."""
     if not program_ids:
         return {}
-    dataset = ds.dataset(search_dir / "programs.parquet", format="parquet")  # skips hidden temp files
+    dataset = ds.dataset(SearchRun(search_dir).archive, format="parquet")  # skips hidden temp files
     table = dataset.to_table(columns=OUTPUT_COLUMNS, filter=pc.field("program_id").isin(program_ids))
     return {row["program_id"]: row_outputs(row) for row in table.to_pylist()}
 
@@ -92,7 +93,7 @@ def _split(dataset: str, split: str, path: str | None) -> dict[str, Task]:
 def run_tasks(search_dir: Path) -> dict[str, Task]:
     """The tasks a search run was given, from its composed config's data.dataset/split/path (Hydra's copy, else
     the stage.yaml a loop wrote)."""
-    data = searched_split(search_dir)
+    data = SearchRun(search_dir).split()
     if data is None:
         raise FileNotFoundError(f"{search_dir}: no .hydra/config.yaml or stage.yaml naming the tasks it searched")
     return _split(*data)

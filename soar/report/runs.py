@@ -1,5 +1,5 @@
-"""Run directories read back for the report: search runs, loops (iter<i>/{search,heldout,train*}), multirun sweeps.
-Whether a run is finished is soar.runs' answer, the same as the loop's."""
+"""Run directories read back for the report: search runs, loops (iter<i>/{search,heldout,train_<mode>}), multirun
+sweeps. What each dir holds, and whether a run is finished, is soar.runs' answer, the same as the loop's."""
 from __future__ import annotations
 
 import json
@@ -9,11 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from soar.runs import SearchRun, TrainRun, loop_iterations
-
-SETS = ("search", "heldout")  # a loop iteration's search stages: its own tasks and the held-out tasks
+from soar.runs import SEARCH_STAGES, LoopRun, SearchRun, SweepRun, TrainRun, open_run
 
 
 class NotARunError(ValueError):
@@ -40,7 +36,7 @@ class Train:
 @dataclass
 class Iteration:
     index: int | None  # None for a plain search run
-    stages: dict[str, Search]  # by SETS name
+    stages: dict[str, Search]  # by SEARCH_STAGES name
     train: list[Train] = field(default_factory=list)
 
 
@@ -58,27 +54,14 @@ class Run:
         return [(it.index, name, s) for it in self.iterations for name, s in it.stages.items()]
 
 
-def is_search_dir(path: Path) -> bool:
-    return SearchRun(path).finished
-
-
-def is_loop_dir(path: Path) -> bool:
-    return (path / "summary.json").is_file() or bool(loop_iterations(path))
-
-
-def is_run_dir(path: Path) -> bool:
-    return is_search_dir(path) or is_loop_dir(path)
-
-
 def expand(path: Path) -> list[Path]:
     """`path` itself when it is a run dir, else the run dirs among its numbered Hydra job dirs (a multirun sweep)."""
     if not path.is_dir():
         raise NotARunError(f"{path}: no such directory")
-    if is_run_dir(path):
+    if open_run(path) is not None:
         return [path]
-    jobs = sorted((d for d in path.iterdir() if d.name.isdigit() and (d / ".hydra").is_dir()),
-                  key=lambda d: int(d.name))
-    runs = [j for j in jobs if is_run_dir(j)]
+    jobs = SweepRun(path).jobs()
+    runs = [j for j in jobs if open_run(j) is not None]
     for j in jobs:
         if j not in runs:
             print(f"[soar.report] {j}: job without results (failed or unfinished): skipped", file=sys.stderr)
@@ -89,44 +72,37 @@ def expand(path: Path) -> list[Path]:
     return runs
 
 
-def _json(path: Path) -> Any:
-    return json.loads(path.read_text())
+def load_search(run: SearchRun) -> Search:
+    return Search(run.path, run.metrics(), json.loads(run.tasks_file.read_text()))
 
 
-def load_search(path: Path) -> Search:
-    run = SearchRun(path)
-    return Search(path, run.metrics(), _json(run.tasks_file))
-
-
-def load_train(path: Path) -> Train:
-    run = TrainRun(path)
+def load_train(run: TrainRun) -> Train:
     log_file = run.log_file
     log = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()] if log_file.is_file() else []
-    return Train(path, run.finished, run.metrics() if run.finished else {}, log)
+    return Train(run.path, run.finished, run.metrics() if run.finished else {}, log)
 
 
-def overrides(path: Path) -> list[str]:
-    """The run's command-line overrides from .hydra/overrides.yaml, without Hydra's own (hydra.*, hydra/...)."""
-    file = path / ".hydra" / "overrides.yaml"
-    items = (yaml.safe_load(file.read_text()) or []) if file.is_file() else []
-    return [o for o in map(str, items) if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+def load_iteration(loop: LoopRun, i: int) -> Iteration:
+    """Iteration i of a loop: its finished searches and its train stages (finished or not)."""
+    searches = {name: loop.search(i, name) for name in SEARCH_STAGES}
+    return Iteration(i, {name: load_search(s) for name, s in searches.items() if s.finished},
+                     [load_train(t) for t in loop.trains(i).values()])
+
+
+def load_loop(loop: LoopRun) -> Run:
+    """A loop dir with every iteration it holds; `missing` names its stage dirs that are not finished."""
+    unfinished = [str(s.path.relative_to(loop.path)) for i in loop.iterations() for s in loop.stages(i)
+                  if not s.finished]
+    return Run(loop.path, "loop", loop.overrides(), [load_iteration(loop, i) for i in loop.iterations()], unfinished)
 
 
 def load_run(path: Path) -> Run:
-    if is_search_dir(path):
-        return Run(path, "search", overrides(path), [Iteration(None, {"search": load_search(path)})], [])
-    iterations, missing = [], []
-    for i, it_dir in loop_iterations(path):
-        stages = {}
-        for name in SETS:
-            if is_search_dir(it_dir / name):
-                stages[name] = load_search(it_dir / name)
-            elif (it_dir / name).exists():
-                missing.append(f"{it_dir.name}/{name}")
-        train = [load_train(d) for d in sorted(it_dir.glob("train*")) if d.is_dir()]
-        missing += [f"{it_dir.name}/{t.path.name}" for t in train if not t.finished]
-        iterations.append(Iteration(i, stages, train))
-    return Run(path, "loop", overrides(path), iterations, missing)
+    run = open_run(path)
+    if isinstance(run, SearchRun):
+        return Run(path, "search", run.overrides(), [Iteration(None, {"search": load_search(run)})], [])
+    if run is None:
+        raise NotARunError(f"{path}: not a finished search run nor a loop dir (soar.runs)")
+    return load_loop(run)
 
 
 def label_runs(runs: list[Run]) -> None:

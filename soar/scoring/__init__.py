@@ -3,9 +3,10 @@
 from soar.scoring.filters import FILTERS, keep_program, keep_programs
 from soar.scoring.metrics import TaskResult, score_task, summarize
 from soar.scoring.program import ProgramScore, canonical, is_correct, score_program
-from soar.scoring.vote import VOTE_METHODS, Candidate, kaggle_score, vote
+from soar.scoring.vote import DEFAULT_C, VOTE_METHODS, Candidate, kaggle_score, vote
 
 __all__ = [
+    "DEFAULT_C",
     "FILTERS",
     "VOTE_METHODS",
     "Candidate",

@@ -17,17 +17,17 @@ Decisions where the spec is silent:
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from itertools import chain
 from numbers import Integral
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from soar.data.task import Task
-from soar.execution.outcome import Failure, Output
+from soar.execution.outcome import MAX_SIDE, Failure, Output
 
-MAX_SIDE = 40  # spec §5.2: both dimensions <= 40
 MAX_LINE = 200  # spec §7.2.5: no code line longer than this
 NEAR_CONSTANT = 0.2  # spec §7.2.3
 IDENTITY = 0.3  # spec §7.2.4
@@ -36,7 +36,7 @@ FILTERS = ("invalid_grid", "all_background", "near_constant", "identity", "long_
 
 
 def valid_grid(grid: Any) -> bool:
-    """Spec §5.2: a non-empty rectangular grid of ints 0..9, both sides <= 40."""
+    """Spec §5.2: a non-empty rectangular grid of ints 0..9, both sides <= MAX_SIDE (40)."""
     if not isinstance(grid, (list, tuple)) or not grid or len(grid) > MAX_SIDE:
         return False
     if not all(isinstance(r, (list, tuple)) for r in grid):
@@ -154,7 +154,7 @@ class _TaskFacts:
         self.spread = mean_pairwise_distance(true_out)  # type: ignore[arg-type]
         self.identity = (sum(_same(p.output, p.input) for p in task.train) / self.n_train  # type: ignore[arg-type]
                          if self.n_train else 0.0)
-        self.task_1x1 = any(len(g) == 1 and len(g[0]) == 1 for g in true_out)  # type: ignore[arg-type]
+        self.task_1x1 = any(len(g) == 1 and len(g[0]) == 1 for g in true_out)  # type: ignore[arg-type, index]
 
 
 _FACTS: dict[int, tuple[Task, _TaskFacts]] = {}
@@ -180,7 +180,7 @@ def _outputs_verdict(train_out: list[Any], test_out: list[Any], facts: _TaskFact
         if pred_spread is not None and pred_spread < min(NEAR_CONSTANT, facts.spread):
             return "near_constant"
     if facts.n_train:
-        pred_id = sum(_same(o, i) for o, i in zip(train_out, facts.inputs)) / facts.n_train  # type: ignore[arg-type]
+        pred_id = sum(_same(o, i) for o, i in zip(train_out, facts.inputs)) / facts.n_train
         if pred_id > max(IDENTITY, facts.identity):
             return "identity"
     return None

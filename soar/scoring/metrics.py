@@ -15,14 +15,15 @@ Decisions:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from soar.data.task import Task
 from soar.execution.outcome import Output
 from soar.scoring.filters import FILTERS, keep_programs
 from soar.scoring.program import score_program
-from soar.scoring.vote import Candidate, Key, kaggle_score, vote
+from soar.scoring.vote import DEFAULT_C, Candidate, Key, kaggle_score, vote
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def score_task(
     programs: Sequence[tuple[str, Sequence[Output]]],
     attempts: int = 2,
     method: str = "weighted",
-    c: float = 1000.0,
+    c: float = DEFAULT_C,
 ) -> TaskResult:
     """Score every (code, outputs-on-task.inputs) program of one task, filter, vote, and compare to the oracles."""
     scores = [score_program(task, outs) for _, outs in programs]
@@ -104,7 +105,7 @@ def summarize(results: Sequence[TaskResult]) -> dict[str, Any]:
         "valid_rate": sum(r.n_valid for r in results) / n_prog if n_prog else 0.0,
         "mean_train_acc": sum(r.mean_train_acc * r.n_programs for r in results) / n_prog if n_prog else 0.0,
         "train_oracle": _mean([float(r.train_oracle) for r in results]),
-        "test_oracle": _mean([float(r.test_oracle) for r in known]),
+        "test_oracle": _mean([float(bool(r.test_oracle)) for r in known]),
         "test_oracle_kaggle": _mean([r.test_oracle_kaggle for r in known]),  # type: ignore[misc]
         "vote_pass2": _mean([r.vote_pass2 for r in known]),  # type: ignore[misc]
         "vote_gap": _mean([r.vote_gap for r in known]),  # type: ignore[misc]

@@ -6,8 +6,9 @@ forms. Any form of the right value counts (a tuple of tuples, a list of numpy ro
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from soar.data.task import Grid, Task
 from soar.execution.canonical import InvalidOutput, canonicalise

@@ -5,13 +5,15 @@ The caller decides who votes: soar.scoring.metrics passes only the programs that
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from soar.data.task import Grid, Task
 from soar.execution.outcome import CanonicalGrid, Failure, Output
 from soar.scoring.program import is_correct
 
 VOTE_METHODS = ("weighted", "arc25")
+DEFAULT_C = 1000.0  # weight per program 1 + c * h: `scoring.c`; also the training data vote (soar.hindsight)
 Key = tuple[CanonicalGrid, ...]
 
 
@@ -33,7 +35,8 @@ def _voting_key(c: Candidate) -> Key | None:
     return c.test_outputs  # type: ignore[return-value]
 
 
-def vote(candidates: Sequence[Candidate], attempts: int = 2, method: str = "weighted", c: float = 1000.0) -> list[Key]:
+def vote(candidates: Sequence[Candidate], attempts: int = 2, method: str = "weighted",
+         c: float = DEFAULT_C) -> list[Key]:
     """Pick up to `attempts` joint test-output keys, best first.
 
     weighted: weight(key) = sum over its programs of (1 + c*h)  (SOAR give_n_majority_vote_v2).

@@ -26,7 +26,8 @@ def evaluate(
     rows = []
     for p, outs in zip(programs, outputs):
         task = tasks[p["task_id"]]
-        extra = {k: v for k, v in p.items() if k not in ("task_id", "code", "program_id", "parent_id", "text", "model", "kind")}
+        known = ("task_id", "code", "program_id", "parent_id", "text", "model", "kind")
+        extra = {k: v for k, v in p.items() if k not in known}
         rows.append(
             program_row(
                 task, p["code"], outs, score_program(task, outs),

@@ -26,7 +26,9 @@ from soar.tracking import Tracker
 
 def refine_model(model: DictConfig, path: str) -> DictConfig:
     """The sampling model's engine settings on the refinement weights (`search.refine.model`)."""
-    return OmegaConf.merge(model, {"path": str(path), "lora": None})
+    merged = OmegaConf.merge(model, {"path": str(path), "lora": None})
+    assert isinstance(merged, DictConfig)
+    return merged
 
 
 def phase_figures(engine: Metered, before: dict[str, float], programs_s: float) -> dict[str, Any]:

@@ -35,10 +35,11 @@ from soar.archive import row_outputs
 from soar.data import Task
 from soar.engines.base import Engine
 from soar.prompts import extract_code, refinement_messages
+from soar.scoring.bins import row_bin
 from soar.search.answers import AnswerFormat
 from soar.search.pipeline import Evaluator
 from soar.search.progress import PhaseProgress
-from soar.search.rex import RefinementPool, initial_pools, row_bin
+from soar.search.rex import RefinementPool, initial_pools
 from soar.search.state import SearchState
 
 Row = Mapping[str, Any]

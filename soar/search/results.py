@@ -62,7 +62,8 @@ def run_summary(metrics: dict[str, Any], results: Sequence[TaskResult]) -> str:
     """The run on one screen: tasks solved, programs, valid rate, time and generation speed, on what hardware."""
     n = metrics["n_tasks"]
     count = lambda key: sum(1 for r in results if getattr(r, key) == 1)  # noqa: E731
-    lines = [f"[bold]{count('vote_pass2')}/{n} tasks solved[/bold] (vote pass@2) · test oracle {count('test_oracle')}/{n}"
+    solved = f"[bold]{count('vote_pass2')}/{n} tasks solved[/bold] (vote pass@2)"
+    lines = [f"{solved} · test oracle {count('test_oracle')}/{n}"
              f" · train oracle {count('train_oracle')}/{n}",
              f"{metrics['n_programs']} programs · {_pct(metrics['valid_rate'])} valid"
              f" · {metrics['n_voters']} pass the filters and vote"]

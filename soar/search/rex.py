@@ -3,9 +3,9 @@
 One `RefinementPool` per (task, island): its arms are the candidate parents. Decisions:
 - Starting parents (spec §4.1): the task's sampled programs that pass SOAR's filters (spec §7.2,
   `soar.scoring.filters.keep_program`: valid grids on every input, not all-background, not near-constant, not mostly
-  identity, no overlong line, no hard-coded output), binned by train accuracy, at most `per_bin` drawn at random per
-  parent bin. A program that copies the train outputs into its code (h = 1) is thus never a starting parent.
-  `initial_pools` filters a task once for all its islands.
+  identity, no overlong line, no hard-coded output), binned by train accuracy (`soar.scoring.bins`), at most
+  `per_bin` drawn at random per parent bin. A program that copies the train outputs into its code (h = 1) is thus
+  never a starting parent. `initial_pools` filters a task once for all its islands.
 - Refined children join unfiltered: SOAR appends every child to its REX archive, failed ones included (spec §4.3
   step 4, §14 fact 5: "every child joins the pool"). The spec is explicit here, so soar does the same.
 - h = the train accuracy, mean of the per-train-pair flags, whatever happened on other inputs (spec §5.3: errors
@@ -18,48 +18,17 @@ One `RefinementPool` per (task, island): its arms are the candidate parents. Dec
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from soar.data import Task
+from soar.scoring.bins import BINS, PARENT_BINS, row_bin
 from soar.scoring.filters import keep_program
 
 SELECTORS = ("rex", "uniform", "greedy")
-BINS = ("zero", "low", "medium", "max_zero", "max")
-# Bins whose programs start as parents: with known test outputs the fully correct ("max") programs are left out.
-PARENT_BINS = {True: ("zero", "low", "medium", "max_zero"), False: ("zero", "low", "medium", "max")}
-
-# The archive stores train_acc as float32; comparing at that precision keeps float32(0.34) in "low".
-_LOW_MAX, _TOP_MIN = np.float32(0.34), np.float32(0.98)
-
-
-def accuracy_bin(train_acc: float, test_correct: bool | None, use_test: bool) -> str:
-    """The accuracy bin of a program: "zero" (a = 0), "low" (0 < a <= 0.34), "medium" (0.34 < a < 0.98), and for
-    a >= 0.98 "max" / "max_zero" (test correct / not) with `use_test`, else "max" without looking at the test."""
-    a = np.float32(train_acc)
-    if not 0.0 <= a <= 1.0:  # also rejects NaN
-        raise ValueError(f"train_acc={train_acc!r}: must be in [0, 1]")
-    if a == 0.0:
-        return "zero"
-    if a <= _LOW_MAX:
-        return "low"
-    if a < _TOP_MIN:
-        return "medium"
-    if not use_test:
-        return "max"
-    if test_correct is None:
-        raise ValueError("use_test=True needs test_correct (the test outputs must be known)")
-    return "max" if test_correct else "max_zero"
-
-
-def row_bin(row: Mapping[str, Any], use_test: bool) -> str:
-    """The accuracy bin of an archive row (reads `correct_test_input` only with `use_test`)."""
-    if not use_test:
-        return accuracy_bin(row["train_acc"], None, False)
-    flags = row.get("correct_test_input")
-    return accuracy_bin(row["train_acc"], None if flags is None else len(flags) > 0 and all(flags), True)
 
 
 @dataclass

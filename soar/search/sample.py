@@ -2,7 +2,6 @@
 one engine call per round; a task stops at its budget or after `early_stop` train-perfect programs."""
 from __future__ import annotations
 
-
 from omegaconf import DictConfig
 
 from soar.data import Task

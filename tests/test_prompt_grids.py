@@ -1,4 +1,5 @@
-"""soar.prompts grid/task rendering: SOAR's numpy text, exact task layout (spec §2.2)."""
+"""soar.prompts.grids: grids and tasks as prompt text, SOAR's numpy text, exact task layout (spec §2.2). The report's
+grid images are tested in test_report_grids.py."""
 from __future__ import annotations
 
 import itertools

