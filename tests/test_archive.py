@@ -96,6 +96,27 @@ def test_leftover_temp_file_is_ignored_then_cleaned(tmp_path):
     assert len(arch) == 5
 
 
+def test_named_writers_share_one_archive_without_touching_each_others_parts(tmp_path):
+    path = tmp_path / "programs.parquet"
+    a, b = ProgramArchive(path, writer="s000"), ProgramArchive(path, writer="s001")
+    a.append(batch(0, 2))
+    b.append(batch(2, 3))
+    a.append(batch(5, 1))
+    assert [p.name for p in a.parts()] == ["part-s000-000000.parquet", "part-s000-000001.parquet"]
+    assert a.program_ids() == {"p0", "p1", "p5"} and len(b) == 3  # each resumes from its own parts
+    whole = ProgramArchive(path)  # the search that scores the shards reads every part, in writer order
+    assert whole.read(["program_id"]).column("program_id").to_pylist() == ["p0", "p1", "p5", "p2", "p3", "p4"]
+    in_flight = path / ".part-s001-000001.parquet.123.tmp"  # b is writing
+    in_flight.write_bytes(b"PAR1 half a part")
+    ProgramArchive(path, writer="s000")  # another writer starting (a requeued shard) leaves it alone
+    ProgramArchive(path)
+    assert in_flight.exists()
+    ProgramArchive(path, writer="s001")  # only its own writer cleans it up
+    assert not in_flight.exists()
+    with pytest.raises(ValueError, match="archive writer name 's-1': letters and digits only"):
+        ProgramArchive(path, writer="s-1")
+
+
 _WRITER = """
 import os, sys
 from soar.archive import ProgramArchive

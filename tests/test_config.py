@@ -26,7 +26,7 @@ RECIPES = [o for o in GROUPS["finetune"] if ("finetune", o) not in BASES]
 
 
 def test_groups_are_the_ones_documented() -> None:
-    assert set(PRIMARY["search"]) == {"data", "model", "search", "execution", "scoring", "logger"}
+    assert set(PRIMARY["search"]) == {"data", "model", "search", "execution", "scoring", "shard_launcher", "logger"}
     assert {"data", "model", "finetune", "logger"} <= set(PRIMARY["train"])
     assert set(PRIMARY["search"]) | set(PRIMARY["train"]) <= set(PRIMARY["loop"])
     assert set(GROUPS) == set(PRIMARY["loop"])  # no group is unused

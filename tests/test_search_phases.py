@@ -6,16 +6,15 @@ from __future__ import annotations
 import shutil
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
 from omegaconf import OmegaConf
+from scripted import ScriptedEngine
 
 from soar.archive import ProgramArchive
 from soar.data import load_split
-from soar.engines.base import Completion
 from soar.execution import Executor
 from soar.search.fewshot import FewshotPool
 from soar.search.pipeline import Evaluator
@@ -28,36 +27,6 @@ IDENTITY = "Here it is:\n```python\ndef transform(grid):\n    return grid\n```" 
 FLIP = "```python\ndef transform(grid):\n    return grid[::-1]\n```"  # wrong on both tasks, passes the filters
 SPLIT = load_split("arc_agi_1", "training")
 TASKS = {t: SPLIT[t] for t in ("6150a2bd", "d631b094")}
-
-
-def cut(text: str, stop) -> str:
-    end = stop(text) if stop is not None else None
-    return text if end is None else text[:end]
-
-
-class ScriptedEngine:
-    """One "token" per character; `answer(prompt_text)` decides every completion."""
-
-    name, dtype = "scripted", "float32"
-
-    def __init__(self, answer: Callable[[str], str], max_model_len: int = 100_000) -> None:
-        self.answer, self.max_model_len = answer, max_model_len
-        self.prompts: list[str] = []
-
-    def encode(self, messages: list[dict[str, str]], answer_prefix: str = "") -> list[int]:
-        return [ord(c) for c in messages[-1]["content"] + answer_prefix]
-
-    def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop=None,
-                 on_progress=None) -> list[list[Completion]]:
-        texts = ["".join(map(chr, p)) for p in prompts]
-        self.prompts += texts
-        out = [[Completion(cut(self.answer(t), stop), 10) for _ in range(n)] for t in texts]
-        if on_progress is not None:
-            on_progress(10 * n * len(texts), n * len(texts))
-        return out
-
-    def close(self) -> None:
-        pass
 
 
 def config(**search: object) -> OmegaConf:

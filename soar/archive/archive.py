@@ -4,7 +4,9 @@
 writes one part to a hidden temp name, fsyncs it and renames it into place (`soar.io.atomic_file`), so a batch is
 either fully visible or absent; a run killed mid-write leaves only a hidden temp file, which readers
 skip and the next `ProgramArchive` removes. Resume: skip programs whose id is in `program_ids()`.
-One writer per archive (parallel workers write their own archives, or go through one writer).
+One writer per name: a sharded search's shards write into the one archive under their own names
+(`ProgramArchive(path, writer="s001")`: `part-s001-000000.parquet`, ...), each reading and resuming from its own
+parts only, so two shards never write the same part file; the archive without a writer name reads every part.
 
 The directory reads as one dataset elsewhere too: `pyarrow.dataset.dataset(path)` and
 `pandas.read_parquet(path)` (both skip names starting with "."; both take the first part's schema,
@@ -24,6 +26,7 @@ from soar.archive.schema import ARCHIVE_COLUMNS, ARCHIVE_SCHEMA
 from soar.io import TMP_SUFFIX, atomic_file
 
 _PART = "part-{:06d}.parquet"
+_NAMED_PART = "part-{}-{:06d}.parquet"
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
@@ -66,25 +69,34 @@ def concat_parts(files: Sequence[Path], columns: Sequence[str] | None, empty: pa
     return table
 
 
-def _index(part: Path) -> int:
-    return int(part.stem.split("-")[1])
+def _writer_and_index(part: Path) -> tuple[str, int]:
+    """("", 7) for part-000007.parquet; ("s002", 7) for part-s002-000007.parquet."""
+    fields = part.stem.split("-")
+    return ("" if len(fields) == 2 else fields[1]), int(fields[-1])
 
 
-def committed_parts(path: Path) -> list[Path]:
-    """The committed part files of the archive at `path`, in append order (numeric, so part-1000000 follows
-    part-999999). Read-only: safe on another run's archive, even one still being written."""
-    return sorted(Path(path).glob("part-*.parquet"), key=_index)
+def committed_parts(path: Path, writer: str | None = None) -> list[Path]:
+    """The committed part files of the archive at `path` (only `writer`'s, when given), in append order per writer
+    (numeric, so part-1000000 follows part-999999), the unnamed writer first, then the named ones by name.
+    Read-only: safe on another run's archive, even one still being written."""
+    parts = sorted(Path(path).glob("part-*.parquet"), key=_writer_and_index)
+    return parts if writer is None else [p for p in parts if _writer_and_index(p)[0] == writer]
 
 
 class ProgramArchive:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, writer: str | None = None) -> None:
+        if writer is not None and not writer.isalnum():
+            raise ValueError(f"archive writer name {writer!r}: letters and digits only")
         self.path = Path(path)
+        self.writer = writer
         self.path.mkdir(parents=True, exist_ok=True)
-        for tmp in self.path.glob(f".*{TMP_SUFFIX}"):  # leftovers of a write killed before os.replace
-            tmp.unlink()
+        # leftovers of this writer's writes killed before os.replace (other writers' may be in flight)
+        for tmp in self.path.glob(f".part-{writer + '-' if writer else '[0-9]'}*{TMP_SUFFIX}"):
+            tmp.unlink(missing_ok=True)
 
     def parts(self) -> list[Path]:
-        return committed_parts(self.path)
+        """The parts this archive reads: every part, or only its writer's."""
+        return committed_parts(self.path, self.writer)
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
         """Write `rows` as one new part, atomically. An empty batch writes nothing."""
@@ -97,9 +109,9 @@ class ProgramArchive:
             return
         if table.schema.names[:len(ARCHIVE_COLUMNS)] != list(ARCHIVE_COLUMNS):
             raise ValueError(f"table columns {table.schema.names[:len(ARCHIVE_COLUMNS)]} are not the archive's")
-        parts = self.parts()
-        index = _index(parts[-1]) + 1 if parts else 0
-        final = self.path / _PART.format(index)
+        mine = committed_parts(self.path, self.writer or "")
+        index = _writer_and_index(mine[-1])[1] + 1 if mine else 0
+        final = self.path / (_NAMED_PART.format(self.writer, index) if self.writer else _PART.format(index))
         with atomic_file(final, durable=True) as f:
             pq.write_table(table, f, compression="zstd")
 

@@ -4,6 +4,7 @@ and summarises them, and writes the run's metrics, per-task results and HTML rep
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from soar.search.refine import check_refine
 from soar.search.replay import run_replay
 from soar.search.results import per_task_rows, run_summary, summary_table, task_results
 from soar.search.rex import SELECTORS
+from soar.search.shards import PLACEMENTS, check_shards, run_shard, run_sharded
 from soar.tracking import flatten, tracking
 from soar.weights import resolve_model
 
@@ -64,6 +66,9 @@ def check_config(cfg: DictConfig) -> None:
     for d in archives:
         archive_split(Path(to_absolute_path(d)))  # a finished training-split search, or a clear error
     check_refine(cfg.search.refine)
+    launcher = cfg.get("shard_launcher")
+    if launcher is not None and launcher.name not in PLACEMENTS:
+        raise ValueError(f"shard_launcher={launcher.name!r}: allowed: {', '.join(PLACEMENTS)}")
     if cfg.search.refine.model is not None and cfg.search.refine.budget > 0:  # fail now, not after sampling
         try:
             resolve_model(str(cfg.search.refine.model))
@@ -71,17 +76,25 @@ def check_config(cfg: DictConfig) -> None:
             raise FileNotFoundError(f"search.refine.model={cfg.search.refine.model}: {e}") from e
 
 
-def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run the search job described by `cfg` in `run_dir`; returns the metrics also written to metrics.json."""
+def run_search(cfg: DictConfig, run_dir: Path, shard_job: Callable[[DictConfig, str, int], dict[str, Any]] = run_shard,
+               ) -> dict[str, Any]:
+    """Run the search job described by `cfg` in `run_dir`; returns the metrics also written to metrics.json.
+    With `search.shards` > 1, `shard_job` searches each shard (soar.search.shards) and this job scores the whole."""
     check_config(cfg)
     data = cfg.data
     split = load_split(data.dataset, data.split, data.path)
     tasks = {t.id: t for t in select_tasks(split, data.tasks, data.limit, prompt_length)}
+    n_shards = check_shards(cfg.search.get("shards", 1), len(tasks))
+    if n_shards > 1 and cfg.model.engine == "pool":
+        raise ValueError("search.shards applies to searches that run programs; model=pool runs none (use 1)")
     run = SearchRun(run_dir)
     run.start()  # unfinished for everyone (loop, report, pool, train) until run.finish() below
     archive = ProgramArchive(run.archive)
     with tracking(cfg, "search", run_dir) as tracker:
-        throughput = RUNNERS[cfg.model.engine](cfg, split, tasks, archive, tracker)
+        if n_shards > 1:
+            throughput = run_sharded(cfg, run_dir, {tid: prompt_length(t) for tid, t in tasks.items()}, shard_job)
+        else:
+            throughput = RUNNERS[cfg.model.engine](cfg, split, tasks, archive, tracker)
         table = archive.read()
         if cfg.model.engine in ("replay", "pool"):  # the programs decide which tasks are evaluated
             tasks = {tid: tasks[tid] for tid in dict.fromkeys(table.column("task_id").to_pylist())}
