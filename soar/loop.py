@@ -38,7 +38,7 @@ from soar.runs import LoopRun, RunDir, SearchRun, TrainRun, finished_searches, g
 from soar.tracking import run_identity, tracking
 
 JOBS = {"search": "soar.search", "train": "soar.finetune"}  # a stage's job -> the module that runs it (python -m)
-SEARCH_NODES = ("seed", "data", "model", "search", "execution", "scoring", "shard_launcher", "logger")
+SEARCH_NODES = ("seed", "data", "model", "search", "execution", "scoring", "shard_launcher", "cost", "logger")
 TRAIN_NODES = ("seed", "data", "model", "finetune", "scoring", "logger")
 LOOP_KEYS = ("name", "iterations", "models", "pool_archives", "extra_archives", "base_search", "final_search",
              "heldout", "ttt")

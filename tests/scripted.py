@@ -22,7 +22,7 @@ def cut(text: str, stop) -> str:
 class ScriptedEngine:
     """One "token" per character; `answer(prompt_text)` decides every completion."""
 
-    name, dtype = "scripted", "float32"
+    name, dtype, gpus = "scripted", "float32", 0
 
     def __init__(self, answer: Callable[[str], str], max_model_len: int = 100_000) -> None:
         self.answer, self.max_model_len = answer, max_model_len

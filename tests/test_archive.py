@@ -17,6 +17,7 @@ from soar.archive import (
     ARCHIVE_COLUMNS,
     ARCHIVE_SCHEMA,
     ProgramArchive,
+    TaskRows,
     program_row,
     read_programs,
     row_outputs,
@@ -264,3 +265,11 @@ def test_read_programs_errors(tmp_path):
         read_programs(tmp_path / "p.csv")
     with pytest.raises(FileNotFoundError):
         read_programs(tmp_path / "missing.parquet")
+
+
+def test_archive_rows_are_unpacked_per_task_in_archive_order():
+    table = pa.table({"task_id": ["b", "a", "x", "b", "a", "b"], "program_id": ["b0", "a0", "x0", "b1", "a1", "b2"]})
+    rows = TaskRows(table, ["a", "b"])  # "x" is not a known task
+    assert list(rows) == ["a", "b"] and len(rows) == 2 and rows.num_rows == 5
+    assert [r["program_id"] for r in rows["b"]] == ["b0", "b1", "b2"]
+    assert [r["program_id"] for r in rows["a"]] == ["a0", "a1"]

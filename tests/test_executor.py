@@ -504,3 +504,20 @@ def test_settings_restored_without_retiring_the_child():
     with Executor(workers=1, timeout_s=TIMEOUT_S, chunk_size=2) as fresh:
         outs = fresh.run(jobs)
     assert outs[1] == [((1, 1, 1, 1),)]
+
+
+def test_cpu_seconds_count_what_programs_compute_not_what_they_sleep(ex):
+    busy = ("import time\ndef transform(grid):\n    end = time.process_time() + 0.4\n"
+            "    while time.process_time() < end:\n        pass\n    return grid\n")
+    sleepy = "import time\ndef transform(grid):\n    time.sleep(0.4)\n    return grid\n"
+    before = ex.cpu_seconds()
+    assert run_one(ex, busy) == [tuple(map(tuple, GRID))]
+    computed = ex.cpu_seconds() - before
+    assert 0.35 < computed < 2.0  # the program's 0.4 s, plus the fork and its imports
+    before = ex.cpu_seconds()
+    run_one(ex, sleepy)
+    assert ex.cpu_seconds() - before < computed - 0.2
+    retired = Executor(workers=1)
+    with retired:
+        run_one(retired, busy)
+    assert retired.cpu_seconds() > 0.35  # kept once its servers are stopped

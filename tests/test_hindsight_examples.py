@@ -273,12 +273,3 @@ def test_shuffled_sampling_example_keeps_every_pair():
         return sorted(re.sub(r"## (Test )?(Input|Output) \d+", "", task_part).split("\n\n"))
     assert blocks(plain) == blocks(shuffled)
 
-
-def test_archive_rows_are_unpacked_per_task_in_archive_order():
-    from soar.hindsight.examples import _TaskRows
-
-    table = pa.table({"task_id": ["b", "a", "x", "b", "a", "b"], "program_id": ["b0", "a0", "x0", "b1", "a1", "b2"]})
-    rows = _TaskRows(table, {"a": None, "b": None})  # "x" is not a known task
-    assert list(rows) == ["a", "b"] and len(rows) == 2 and rows.table.num_rows == 5
-    assert [r["program_id"] for r in rows["b"]] == ["b0", "b1", "b2"]
-    assert [r["program_id"] for r in rows["a"]] == ["a0", "a1"]

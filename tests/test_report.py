@@ -82,6 +82,7 @@ def test_search_run_report(search_report: Path) -> None:
     srcs = images(html)
     assert "vote_vs_oracle.png" in srcs and "search_curves.png" in srcs
     assert "iterations.png" not in srcs and "sample_vs_refine.png" not in srcs  # no loop, no LLM search
+    assert "solved_vs_cost.png" not in srcs  # a replay generates nothing
     grids = [s for s in srcs if s.startswith("grids/")]
     assert len(grids) == 3 + 2  # 3 of the 10 solved tasks, the 2 unsolved (e9afcf9a; 44f52bb0 lost the vote)
     assert "grids/run0_search_e9afcf9a.png" in grids and "grids/run0_search_44f52bb0.png" in grids

@@ -74,6 +74,11 @@ def test_search_metrics(llm_run: Path) -> None:
     assert sample["programs"] == 16 and refine["programs"] == m["n_programs"] - 16
     assert 0 < sample["tokens_per_program"] <= 160 and sample["prompt_tokens_per_program"] > 100
     assert 0.5 < sample["prefix_cache_hit_rate"] < 1  # n=4 completions share each prompt: 3 of 4 hit the cache
+    # cost: the archive's per-program tokens add up to what the engine counted; a CPU engine uses no GPU
+    cost, tasks = m["cost"], json.loads((llm_run / "tasks.json").read_text())
+    assert cost["gen_tokens"] == m["tokens_generated"] and cost["prompt_tokens"] > cost["gen_tokens"]
+    assert m["gpu_s"] == cost["gpu_s"] == cost["usd"] == 0 and cost["gpu_hour_usd"] == 2.0
+    assert cost["exec_cpu_s"] > 0 and sum(t["cost"]["gen_tokens"] for t in tasks.values()) == cost["gen_tokens"]
 
 
 @pytest.mark.slow
@@ -82,7 +87,7 @@ def test_search_ends_with_a_summary_and_a_report(llm_run: Path) -> None:
     assert "tasks solved" in out and "programs" in out and "tok/s" in out and "tokens/program" in out
     report = llm_run / "report" / "report.html"
     assert report.is_file() and f"report: {report}" in out
-    assert "6150a2bd" in report.read_text()
+    assert "6150a2bd" in report.read_text() and "solved_vs_cost.png" in report.read_text()
 
 
 @pytest.mark.slow
@@ -92,7 +97,7 @@ def test_search_wandb_run(llm_run: Path) -> None:
     assert run["exit_code"] == 0 and run["run"].job_type == "search"
     assert run["config"]["model"]["name"] == "smollm2_135m" and run["config"]["search"]["name"] == "tiny"
     assert run["summary"]["search/tokens_per_s"] > 0
-    assert "search/sample_only/vote_pass2" in run["summary"]
+    assert "search/sample_only/vote_pass2" in run["summary"] and "search/cost/usd_per_task" in run["summary"]
     curve = [h for h in run["history"] if "search/programs" in h]
     assert curve and curve[-1]["search/programs"] == run["summary"]["search/n_programs"]
 

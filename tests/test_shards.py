@@ -53,7 +53,10 @@ def rows(run_dir: Path) -> list[dict]:
 
 def results(run_dir: Path) -> tuple[dict, dict]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {k: metrics[k] for k in RESULT_KEYS if k in metrics}, json.loads((run_dir / "tasks.json").read_text())
+    tasks = json.loads((run_dir / "tasks.json").read_text())
+    for t in tasks.values():  # of the cost, the tokens are results; seconds are measurements
+        t["cost"] = {k: t["cost"][k] for k in ("prompt_tokens", "gen_tokens")}
+    return {k: metrics[k] for k in RESULT_KEYS if k in metrics}, tasks
 
 
 @pytest.fixture
@@ -110,12 +113,13 @@ def test_slurm_shards_take_the_slurm_launchers_settings() -> None:
 
 
 def test_shard_figures_add_up() -> None:
-    a = {"tokens_generated": 100, "tokens_per_s": 10.0, "wall_s": 5.0, "dtype": "float32",
+    a = {"tokens_generated": 100, "tokens_per_s": 10.0, "wall_s": 5.0, "dtype": "float32", "gpu_s": 20.0,
          "phases": {"sample": {"programs": 10, "tokens": 100, "tokens_per_program": 10.0}}}
-    b = {"tokens_generated": 300, "tokens_per_s": 30.0, "wall_s": 9.0, "dtype": "float32",
+    b = {"tokens_generated": 300, "tokens_per_s": 30.0, "wall_s": 9.0, "dtype": "float32", "gpu_s": 36.0,
          "phases": {"sample": {"programs": 30, "tokens": 300, "tokens_per_program": 10.0}}}
     merged = merge_figures([a, b])
     assert merged["tokens_generated"] == 400 and merged["tokens_per_s"] == 40.0 and merged["wall_s"] == 9.0
+    assert merged["gpu_s"] == 56.0  # each shard's engine seconds x its GPUs
     assert merged["dtype"] == "float32" and merged["phases"]["sample"] == {"programs": 40, "tokens": 400,
                                                                           "tokens_per_program": 10.0}
 

@@ -145,3 +145,15 @@ def test_report_says_when_the_best_program_does_not_vote(tmp_path: Path) -> None
     assert metrics["filtered"]["long_line"] == 1 and metrics["n_voters"] == 1
     html = (run_dir / "report" / "report.html").read_text()
     assert "filtered out (long_line), so it does not vote" in html
+
+
+def test_the_sample_only_results_come_from_the_same_pass(task: Task, tmp_path: Path, executor: Executor) -> None:
+    from soar.search.results import scored_kinds
+
+    table = archive_table(executor, task, PROBE[:40] + [PARTIAL], tmp_path)
+    kinds = pa.array(["refine" if i % 3 == 0 else "sample" for i in range(table.num_rows)])
+    table = table.set_column(table.schema.get_field_index("kind"), "kind", kinds)
+    both, samples = scored_kinds(table, {TASK_ID: task}, SCORING, [None, "sample"])
+    sampled = table.filter(pa.compute.equal(table.column("kind"), "sample"))
+    assert both == task_results(table, {TASK_ID: task}, SCORING)
+    assert samples == task_results(sampled, {TASK_ID: task}, SCORING) and samples[0].n_programs == 27

@@ -119,6 +119,13 @@ class ProgramArchive:
         """All rows, in append order; extra columns missing from some parts read as nulls."""
         return concat_parts(self.parts(), columns, ARCHIVE_SCHEMA)
 
+    def column_names(self) -> list[str]:
+        """The archive's columns, then every extra column some part has, in order of appearance."""
+        names = dict.fromkeys(ARCHIVE_COLUMNS)
+        for part in self.parts():
+            names.update(dict.fromkeys(pq.read_schema(part).names))
+        return list(names)
+
     def program_ids(self) -> set[str]:
         return set(self.read(["program_id"]).column("program_id").to_pylist())
 

@@ -2,10 +2,12 @@
 (our archive, or a downloaded dataset such as SOAR's released `soar_arc_train_5M`)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
@@ -56,3 +58,34 @@ def read_programs(path: str | Path, columns: Sequence[str] | None = None) -> pa.
         return concat_parts(files, None if columns is None else wanted, pa.schema([]))
     except (pa.ArrowException, OSError) as e:  # a missing column is a plain ValueError: not rewrapped
         raise ValueError(f"cannot read programs from {path}: {e}") from e
+
+
+class TaskRows:
+    """The archive's rows of each known task, as Python dicts one task at a time (a paper-scale archive holds
+    millions of programs: only one task's rows are ever unpacked, and the table is never copied: rows are taken by
+    index). Archive order is kept within a task."""
+
+    def __init__(self, table: pa.Table, tasks: Iterable[str]) -> None:
+        self.table = table
+        ids = table.column("task_id")
+        known = pc.indices_nonzero(pc.is_in(ids, pa.array(sorted(set(tasks)), pa.string())))
+        self.order = known.take(pc.array_sort_indices(ids.take(known)))  # a stable sort: archive order per task
+        self.spans: dict[str, tuple[int, int]] = {}  # task id -> (first position in `order`, number of rows)
+        for i, tid in enumerate(ids.take(self.order).to_pylist()):
+            first, _ = self.spans.get(tid, (i, 0))
+            self.spans[tid] = (first, i + 1 - first)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    @property
+    def num_rows(self) -> int:
+        """Rows of known tasks."""
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.spans)  # sorted task ids
+
+    def __getitem__(self, tid: str) -> list[dict[str, Any]]:
+        first, n = self.spans[tid]
+        return self.table.take(self.order.slice(first, n)).to_pylist()

@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 
 from soar.data.task import Task
-from soar.execution.outcome import Failure, FailureKind, Output
+from soar.execution.outcome import CanonicalGrid, Failure, FailureKind, Output
 from soar.scoring.program import ProgramScore, canonical
 
 KINDS = ("sample", "refine", "replay")
@@ -92,9 +92,21 @@ def _parse_failure(error: str | None) -> Failure:
         return Failure(FailureKind.CRASH, error)
 
 
-def row_outputs(row: Mapping[str, Any]) -> list[Output]:
+def row_outputs(row: Mapping[str, Any], seen: dict[Any, CanonicalGrid] | None = None) -> list[Output]:
     """A row's predictions back as executor Outputs (train then test). The archive keeps only the
-    first failure's text, so every NULL grid comes back as that Failure."""
+    first failure's text, so every NULL grid comes back as that Failure. `seen`: a cache of grids already
+    canonicalised, for the many rows of one task that repeat the same outputs (archive cells are ints)."""
     failure = _parse_failure(row.get("error"))
     grids = list(row["predicted_train_output"]) + list(row["predicted_test_output"])
-    return [failure if g is None else canonical(g) for g in grids]
+    if seen is None:
+        return [failure if g is None else canonical(g) for g in grids]
+    out: list[Output] = []
+    for g in grids:
+        if g is None:
+            out.append(failure)
+            continue
+        key = tuple(map(tuple, g))
+        if key not in seen:
+            seen[key] = canonical(g)
+        out.append(seen[key])
+    return out

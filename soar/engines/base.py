@@ -40,6 +40,7 @@ class Engine(Protocol):
     name: str
     max_model_len: int
     dtype: str  # what it computes in: auto resolved (soar.hardware.choose_dtype)
+    gpus: int  # the GPUs it computes on (0: CPUs)
 
     def encode(self, messages: list[dict[str, str]], answer_prefix: str = "") -> list[int]:
         """The chat-templated prompt (generation prompt added) as token ids, followed by `answer_prefix`: the start
@@ -58,15 +59,16 @@ class Engine(Protocol):
 
 class Metered:
     """An engine that counts what it generates, the prompt tokens it was given (and how many came from the prefix
-    cache) and the seconds spent generating."""
+    cache), the seconds spent generating and the GPU-seconds they took (seconds x the engine's GPUs)."""
 
-    ZERO = {"tokens": 0, "completions": 0, "prompt_tokens": 0, "cached_tokens": 0, "seconds": 0.0}
+    ZERO = {"tokens": 0, "completions": 0, "prompt_tokens": 0, "cached_tokens": 0, "seconds": 0.0,
+            "gpu_seconds": 0.0}
 
     def __init__(self, engine: Engine) -> None:
         self.engine: Engine | None = engine
-        self.name, self.max_model_len, self.dtype = engine.name, engine.max_model_len, engine.dtype
+        self._describe(engine)
         self.tokens = self.completions = self.prompt_tokens = self.cached_tokens = 0
-        self.seconds = 0.0
+        self.seconds = self.gpu_seconds = 0.0
 
     def counters(self) -> dict[str, float]:
         return {k: getattr(self, k) for k in self.ZERO}
@@ -75,7 +77,11 @@ class Metered:
         """Close the current engine first (its memory is needed), then go on counting with `build()`."""
         self.close()
         self.engine = build()
-        self.name, self.max_model_len, self.dtype = self.engine.name, self.engine.max_model_len, self.engine.dtype
+        self._describe(self.engine)
+
+    def _describe(self, engine: Engine) -> None:
+        self.name, self.max_model_len, self.dtype = engine.name, engine.max_model_len, engine.dtype
+        self.gpus = engine.gpus
 
     def _open(self) -> Engine:
         if self.engine is None:
@@ -87,9 +93,11 @@ class Metered:
 
     def generate(self, prompts: Sequence[list[int]], n: int, max_tokens: int, *, stop: StopRule | None = None,
                  on_progress: OnProgress | None = None) -> list[list[Completion]]:
-        start = time.perf_counter()
-        out = self._open().generate(prompts, n, max_tokens, stop=stop, on_progress=on_progress)
-        self.seconds += time.perf_counter() - start
+        engine, start = self._open(), time.perf_counter()
+        out = engine.generate(prompts, n, max_tokens, stop=stop, on_progress=on_progress)
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        self.gpu_seconds += elapsed * engine.gpus
         flat = [c for cs in out for c in cs]
         self.completions += len(flat)
         self.tokens += sum(c.n_tokens for c in flat)

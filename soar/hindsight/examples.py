@@ -33,16 +33,15 @@ Randomness: one generator per (seed, task id, data kind), so a task's draws do n
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import mean
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from soar.archive.schema import row_outputs
+from soar.archive import TaskRows, row_outputs
 from soar.data.task import Pair, Task
 from soar.hindsight.relabel import dedup_by_code, relabel
 from soar.hindsight.select import (
@@ -57,7 +56,7 @@ from soar.hindsight.select import (
 )
 from soar.prompts import fence, refinement_messages, sampling_messages
 from soar.scoring.bins import BINS, PARENT_BINS, accuracy_bin
-from soar.scoring.filters import FILTERS, keep_program
+from soar.scoring.filters import FILTERS, keep_rows
 from soar.scoring.vote import DEFAULT_C
 
 MODES = ("sample", "refine", "both")
@@ -151,28 +150,6 @@ def find_parent(child: Row, candidates: Sequence[Row]) -> tuple[Row | None, bool
     return candidates[0], len(candidates) > 1
 
 
-class _TaskRows:
-    """The archive's rows of each known task, as Python dicts one task at a time (a paper-scale archive holds
-    millions of programs: only one task's rows are ever unpacked). Archive order is kept within a task."""
-
-    def __init__(self, table: pa.Table, tasks: Mapping[str, Task]) -> None:
-        table = table.filter(pc.is_in(table.column("task_id"), pa.array(sorted(tasks), pa.string())))
-        self.table = table.take(pc.sort_indices(table, [("task_id", "ascending")]))  # a stable sort
-        self.spans: dict[str, tuple[int, int]] = {}  # task id -> (first row, number of rows)
-        for i, tid in enumerate(self.table.column("task_id").to_pylist()):
-            first, _ = self.spans.get(tid, (i, 0))
-            self.spans[tid] = (first, i + 1 - first)
-
-    def __len__(self) -> int:
-        return len(self.spans)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.spans)  # sorted task ids
-
-    def __getitem__(self, tid: str) -> list[dict[str, Any]]:
-        return self.table.slice(*self.spans[tid]).to_pylist()
-
-
 def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[str, Any], seed: int = 0,
                    vote_c: float = DEFAULT_C) -> tuple[list[Example], dict[str, Any]]:
     """Fine-tuning examples from an archive table and statistics for logging; see the module doc. `vote_c` is the
@@ -186,8 +163,8 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
     missing = [col for col in columns if col not in archive.column_names and col not in ("error", "correct_test_input")]
     if missing:
         raise ValueError(f"archive lacks column(s) {missing}")
-    by_task = _TaskRows(archive.select([col for col in columns if col in archive.column_names]), tasks)
-    unknown = archive.num_rows - by_task.table.num_rows
+    by_task = TaskRows(archive.select([col for col in columns if col in archive.column_names]), tasks)
+    unknown = archive.num_rows - by_task.num_rows
     if not use_test:
         tasks = {tid: _hide_test(t) for tid, t in tasks.items()}
 
@@ -206,8 +183,7 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
     for tid in by_task:
         task, task_rows = tasks[tid], by_task[tid]
         kept = []
-        for r in task_rows:
-            verdict = keep_program(r, task)
+        for r, verdict in zip(task_rows, keep_rows(task, task_rows)):
             if verdict is None:
                 kept.append(r)
             else:
@@ -271,7 +247,7 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
         "rows": archive.num_rows,
         "rows_unknown_task": unknown,
         "tasks": len(by_task),
-        "filters": {"programs": by_task.table.num_rows, "kept": kept_total, "dropped": dropped},
+        "filters": {"programs": by_task.num_rows, "kept": kept_total, "dropped": dropped},
         "examples": {"sample": len(samples), "refine": len(refines), "total": len(examples)},
         "per_task": {k: _spread(v) for k, v in per_task.items()},
         "sample": sample_stats,

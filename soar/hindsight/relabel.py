@@ -41,7 +41,7 @@ def relabel(task: Task, row: Mapping[str, Any]) -> Task:
 def output_key(row: Mapping[str, Any]) -> Hashable:
     """A hashable form of ALL the row's outputs: train then test, grids as tuples of tuples, NULL as None."""
     return tuple(
-        None if g is None else tuple(tuple(int(v) for v in r) for r in g)
+        None if g is None else tuple(map(tuple, g))  # archive cells are ints: equal and hashed as ints
         for g in list(row["predicted_train_output"]) + list(row["predicted_test_output"])
     )
 

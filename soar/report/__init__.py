@@ -19,7 +19,8 @@ from soar.runs import SEARCH_STAGES
 __all__ = ["NotARunError", "build_report"]
 
 SUMMARY_COLUMNS = ("run", "iteration", "tasks", "n tasks", "programs", "valid", "mean train acc", "train oracle",
-                   "test oracle", "vote pass@2", "vote gap", "vote pass@2 (sample only)")
+                   "test oracle", "vote pass@2", "vote gap", "vote pass@2 (sample only)", "tokens generated", "GPU-h",
+                   "US$ per task")
 
 
 def _it(index: int | None) -> str:
@@ -41,6 +42,13 @@ def _tasks(m: dict[str, Any], key: str, test: bool = True) -> str:
     return f"{fmt(frac)} ({k:.0f}/{n})" if abs(k - round(k)) < 1e-6 else f"{fmt(frac)} ({k:.1f}/{n})"
 
 
+def _cost(cost: dict[str, Any] | None) -> list[str]:
+    """Generated tokens, GPU-hours and dollars per task of a search (soar.search.cost); '-' before they existed."""
+    if not cost:
+        return ["-"] * 3
+    return [fmt(cost["gen_tokens"]), fmt(cost["gpu_s"] / 3600, percent=False), fmt(cost["usd_per_task"], percent=False)]
+
+
 def summary_table(runs: list[Run]) -> str:
     rows = []
     for r in runs:
@@ -49,7 +57,7 @@ def summary_table(runs: list[Run]) -> str:
             rows.append([esc(r.label), _it(it), name, fmt(m.get("n_tasks")), fmt(m.get("n_programs")),
                          fmt(m.get("valid_rate")), fmt(m.get("mean_train_acc")), _tasks(m, "train_oracle", test=False),
                          _tasks(m, "test_oracle"), _tasks(m, "vote_pass2"), fmt(m.get("vote_gap")),
-                         _tasks(m.get("sample_only", {}), "vote_pass2")])
+                         _tasks(m.get("sample_only", {}), "vote_pass2"), *_cost(m.get("cost"))])
     return table(SUMMARY_COLUMNS, rows)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: no global backend state; PNGs are drawn by Agg
 from matplotlib.ticker import MaxNLocator, PercentFormatter
@@ -133,6 +134,35 @@ def vote_vs_oracle(runs: list[Run], path: Path) -> bool:
     return _save(fig, path)
 
 
+def solved_vs_cost(runs: list[Run], path: Path) -> bool:
+    """Tasks solved (vote pass@2) against what they cost, cheapest task first, per run, iteration and task set: in
+    dollars where a GPU generated (tasks.json `cost`), else in generated tokens."""
+    curves = [(i, it, name, [t for t in s.tasks.values() if t.get("cost")]) for i, r in enumerate(runs)
+              for it, name, s in r.stages()]
+    curves = [c for c in curves if c[3]]
+    if not curves:
+        return False
+    key = "usd" if any(t["cost"]["usd"] for c in curves for t in c[3]) else "gen_tokens"
+    curves = [c for c in curves if any(t["cost"][key] for t in c[3])]  # a replay generates nothing
+    if not curves:
+        return False
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    styles = {"search": "-", "heldout": "--"}
+    for i, it, name, tasks in curves:
+        tasks = sorted(tasks, key=lambda t: t["cost"][key])
+        x = np.cumsum([0] + [t["cost"][key] for t in tasks])
+        y = np.cumsum([0] + [t.get("vote_pass2") or 0 for t in tasks])
+        ax.step(x, y, where="post", color=color(i), linestyle=styles.get(name, ":"),
+                label=f"{short(runs[i].label)}{'' if it is None else f' iter{it}'} {name}")
+    ax.set(xlabel="cumulative cost, cheapest task first (" + ("US$" if key == "usd" else
+           "generated tokens: no GPU, no dollar cost") + ")", ylabel="tasks solved (vote pass@2)",
+           title="tasks solved against cost")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def train_loss(runs: list[Run], path: Path) -> bool:
     """Loss per optimizer step of every train stage with a train_log.jsonl."""
     curves = [(i, it.index, t.path.name, [row for row in t.log if "loss" in row and "step" in row])
@@ -162,6 +192,9 @@ FIGURES = (  # file name, function, caption
      "Sampled programs alone (light) vs sampling + REX refinement (dark): the paper's sample vs sample+refine."),
     ("vote_vs_oracle.png", vote_vs_oracle,
      "Vote pass@2 against the test oracle; points below the diagonal lose tasks in the vote (paper: 9.5 points)."),
+    ("solved_vs_cost.png", solved_vs_cost,
+     "Tasks solved against what they cost (US$ from GPU-seconds x cost.gpu_hour_usd; on CPUs: generated tokens), "
+     "cheapest task first: what a budget buys."),
     ("train_loss.png", train_loss, "Training loss per optimizer step (train_log.jsonl)."),
 )
 

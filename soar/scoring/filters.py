@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from soar.data.task import Task
+from soar.data.task import Task, per_task
 from soar.execution.outcome import MAX_SIDE, Failure, Output
 
 MAX_LINE = 200  # spec §7.2.5: no code line longer than this
@@ -157,18 +157,7 @@ class _TaskFacts:
         self.task_1x1 = any(len(g) == 1 and len(g[0]) == 1 for g in true_out)  # type: ignore[arg-type, index]
 
 
-_FACTS: dict[int, tuple[Task, _TaskFacts]] = {}
-
-
-def _facts(task: Task) -> _TaskFacts:
-    hit = _FACTS.get(id(task))
-    if hit is not None and hit[0] is task:
-        return hit[1]
-    if len(_FACTS) >= 4096:
-        _FACTS.clear()
-    facts = _TaskFacts(task)
-    _FACTS[id(task)] = (task, facts)
-    return facts
+_facts = per_task(_TaskFacts)
 
 
 def _outputs_verdict(train_out: list[Any], test_out: list[Any], facts: _TaskFacts) -> str | None:
@@ -198,18 +187,42 @@ def keep_program(row: Mapping[str, Any], task: Task) -> str | None:
 
     Reads only the row's code and predicted outputs (None for a failed input), and the task's train pairs.
     """
+    train_out, test_out = _outputs(row, task)
+    verdict = _grids_verdict(train_out, test_out, _facts(task))
+    return verdict if verdict is not None else _code_verdict(row["code"] or "", train_out + test_out, _facts(task))
+
+
+def keep_rows(task: Task, rows: Iterable[Mapping[str, Any]]) -> list[str | None]:
+    """keep_program for each row of `task` read from an archive (its cells are ints); rows with the same outputs
+    share the checks on them, so a search's many duplicates cost one check, as in keep_programs."""
+    facts = _facts(task)
+    seen: dict[tuple[Any, ...], str | None] = {}  # the outputs-only verdict of each distinct outputs
+    verdicts = []
+    for row in rows:
+        train_out, test_out = _outputs(row, task)
+        key = tuple(None if g is None else tuple(map(tuple, g)) for g in train_out + test_out)
+        if key not in seen:
+            seen[key] = _grids_verdict(train_out, test_out, facts)
+        verdict = seen[key]
+        verdicts.append(verdict if verdict is not None else _code_verdict(row["code"] or "", train_out + test_out,
+                                                                          facts))
+    return verdicts
+
+
+def _outputs(row: Mapping[str, Any], task: Task) -> tuple[list[Any], list[Any]]:
     train_out, test_out = list(row["predicted_train_output"]), list(row["predicted_test_output"])
     if len(train_out) != len(task.train) or len(test_out) != len(task.test):
         raise ValueError(
             f"program {row.get('program_id')!r}: {len(train_out)}+{len(test_out)} outputs, task {task.id} has "
             f"{len(task.train)}+{len(task.test)} inputs")
+    return train_out, test_out
+
+
+def _grids_verdict(train_out: list[Any], test_out: list[Any], facts: _TaskFacts) -> str | None:
+    """invalid_grid, then the filters that read only the outputs."""
     if not all(valid_grid(g) for g in train_out + test_out):
         return "invalid_grid"
-    facts = _facts(task)
-    verdict = _outputs_verdict(train_out, test_out, facts)
-    if verdict is not None:
-        return verdict
-    return _code_verdict(row["code"] or "", train_out + test_out, facts)
+    return _outputs_verdict(train_out, test_out, facts)
 
 
 def keep_programs(task: Task, programs: Iterable[tuple[str, Sequence[Output]]]) -> list[str | None]:

@@ -22,7 +22,7 @@ from typing import Any
 from soar.data.task import Task
 from soar.execution.outcome import Output
 from soar.scoring.filters import FILTERS, keep_programs
-from soar.scoring.program import score_program
+from soar.scoring.program import ProgramScore, score_program
 from soar.scoring.vote import DEFAULT_C, Candidate, Key, kaggle_score, vote
 
 
@@ -52,7 +52,13 @@ def score_task(
     c: float = DEFAULT_C,
 ) -> TaskResult:
     """Score every (code, outputs-on-task.inputs) program of one task, filter, vote, and compare to the oracles."""
-    scores = [score_program(task, outs) for _, outs in programs]
+    known: dict[tuple[Output, ...], ProgramScore] = {}  # programs with the same outputs have the same score
+    scores = []
+    for _, outs in programs:
+        key = tuple(outs)
+        if key not in known:
+            known[key] = score_program(task, outs)
+        scores.append(known[key])
     cands = [Candidate.from_outputs(task, code, outs, s.train_acc) for (code, outs), s in zip(programs, scores)]
     verdicts = keep_programs(task, programs)
     voters = [cand for cand, v in zip(cands, verdicts) if v is None]

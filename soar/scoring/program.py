@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from soar.data.task import Grid, Task
+from soar.data.task import Grid, Task, per_task
 from soar.execution.canonical import InvalidOutput, canonicalise
 from soar.execution.outcome import CanonicalGrid, Failure, Output
 from soar.execution.wire import grid_from_cells
@@ -26,6 +26,10 @@ def is_correct(output: Output | Grid, expected: Grid) -> bool:
     """Whether `output` has the value of `expected`. Outputs from the executor and the archive are canonical
     already (tuples of tuples of ints); any other form is canonicalised first. A Failure, or an output whose
     value is not a grid, is never correct."""
+    return _matches(output, canonical(expected))
+
+
+def _matches(output: Output | Grid, expected: CanonicalGrid) -> bool:
     if isinstance(output, Failure):
         return False
     if not (type(output) is tuple and all(type(row) is tuple for row in output)):
@@ -33,7 +37,15 @@ def is_correct(output: Output | Grid, expected: Grid) -> bool:
             output = canonical(output)
         except InvalidOutput:
             return False
-    return output == canonical(expected)
+    return output == expected
+
+
+@per_task
+def _canonical_outputs(task: Task) -> tuple[list[CanonicalGrid], list[CanonicalGrid] | None]:
+    """The task's expected train and test outputs, canonicalised once per task (scoring a search's thousands of
+    programs of one task compares against them every time)."""
+    test = task.test_outputs
+    return [canonical(g) for g in task.train_outputs], None if test is None else [canonical(g) for g in test]
 
 
 @dataclass(frozen=True)
@@ -49,9 +61,9 @@ def score_program(task: Task, outputs: Sequence[Output]) -> ProgramScore:
     if len(outputs) != len(task.inputs):
         raise ValueError(f"task {task.id}: expected {len(task.inputs)} outputs, got {len(outputs)}")
     n_train = len(task.train)
-    train = [is_correct(o, e) for o, e in zip(outputs[:n_train], task.train_outputs)]
-    expected_test = task.test_outputs
-    test = None if expected_test is None else [is_correct(o, e) for o, e in zip(outputs[n_train:], expected_test)]
+    expected_train, expected_test = _canonical_outputs(task)
+    train = [_matches(o, e) for o, e in zip(outputs[:n_train], expected_train)]
+    test = None if expected_test is None else [_matches(o, e) for o, e in zip(outputs[n_train:], expected_test)]
     return ProgramScore(
         correct_train=train,
         correct_test=test,

@@ -37,6 +37,7 @@ from soar.engines.base import Engine
 from soar.prompts import extract_code, refinement_messages
 from soar.scoring.bins import row_bin
 from soar.search.answers import AnswerFormat
+from soar.search.cost import token_columns
 from soar.search.pipeline import Evaluator
 from soar.search.progress import PhaseProgress
 from soar.search.rex import RefinementPool, initial_pools
@@ -178,9 +179,11 @@ def run_refinement(
                 island = islands[(t, k)]
                 if len(cs) != r.n:
                     raise RuntimeError(f"the engine returned {len(cs)} completions for a prompt, not n={r.n}")
-                for text in map(answers.text, cs[: per_island - island.done]):
+                for c in cs[: per_island - island.done]:
+                    text = answers.text(c)
                     programs.append({"task_id": t, "program_id": f"{cfg.iteration}/{t}/r{k}-{island.done:06d}",
-                                     "parent_id": parent_id, "code": extract_code(text), "text": text})
+                                     "parent_id": parent_id, "code": extract_code(text), "text": text,
+                                     **token_columns(c)})
                     island.done += 1
             evaluator.submit("refine", programs)
             bar.round_done(len(programs), len(prompts) * r.n)

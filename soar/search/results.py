@@ -5,8 +5,7 @@ The vote (and so vote pass@2, the gap and every per-task table) counts only the 
 """
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -14,7 +13,7 @@ from omegaconf import DictConfig
 from rich.table import Table
 from tqdm import tqdm
 
-from soar.archive import row_outputs
+from soar.archive import TaskRows, row_outputs
 from soar.data import Task
 from soar.scoring import TaskResult, score_task
 
@@ -22,15 +21,24 @@ ROW_COLUMNS = ["task_id", "code", "predicted_train_output", "predicted_test_outp
 
 
 def task_results(table: pa.Table, tasks: dict[str, Task], scoring: DictConfig) -> list[TaskResult]:
-    """Score every task of `tasks` on its programs in `table` (an archive); a task without programs scores 0.
-    Each row is read, scored and filtered once."""
-    programs: dict[str, list[tuple[str, list]]] = defaultdict(list)
-    for row in table.select(ROW_COLUMNS).to_pylist():
-        programs[row["task_id"]].append((row["code"], row_outputs(row)))
-    return [
-        score_task(task, programs[tid], attempts=scoring.attempts, method=scoring.vote, c=scoring.c)
-        for tid, task in tasks.items()
-    ]
+    """Score every task of `tasks` on its programs in `table` (an archive); a task without programs scores 0."""
+    return scored_kinds(table, tasks, scoring, [None])[0]
+
+
+def scored_kinds(table: pa.Table, tasks: dict[str, Task], scoring: DictConfig, kinds: Sequence[str | None]
+                 ) -> list[list[TaskResult]]:
+    """task_results for each of `kinds`: None = every program, a kind (e.g. "sample") = that kind's programs only.
+    One pass: one task's rows are unpacked at a time (a paper-size archive holds millions), in archive order."""
+    by_task = TaskRows(table.select([*ROW_COLUMNS, *(["kind"] if any(kinds) else [])]), tasks)
+    results: list[list[TaskResult]] = [[] for _ in kinds]
+    for tid, task in tasks.items():
+        seen: dict = {}  # the task's distinct grids, canonicalised once
+        rows = by_task[tid] if tid in by_task.spans else []
+        programs = [(row.get("kind"), row["code"], row_outputs(row, seen)) for row in rows]
+        for out, kind in zip(results, kinds):
+            chosen = [(code, outs) for k, code, outs in programs if kind is None or k == kind]
+            out.append(score_task(task, chosen, attempts=scoring.attempts, method=scoring.vote, c=scoring.c))
+    return results
 
 
 def _pct(x: float | None) -> str:
@@ -77,9 +85,13 @@ def run_summary(metrics: dict[str, Any], results: Sequence[TaskResult]) -> str:
     return "\n".join(lines)
 
 
-def per_task_rows(results: Sequence[TaskResult]) -> tuple[list[str], list[list[Any]]]:
-    """Columns and rows of the per-task table logged to the tracker."""
+def per_task_rows(results: Sequence[TaskResult], costs: Mapping[str, Mapping[str, float]]
+                  ) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows of the per-task table logged to the tracker: results, then cost (soar.search.cost)."""
     cols = ["task_id", "n_programs", "valid_rate", "n_voters", "mean_train_acc", "train_oracle", "test_oracle",
             "vote_pass2"]
-    return cols, [[getattr(r, c) for c in cols] for r in results]
+    cost_cols = ["gen_tokens", "gpu_s", "exec_cpu_s", "usd"]
+    none = dict.fromkeys(cost_cols, 0)
+    return cols + cost_cols, [[getattr(r, c) for c in cols] + [costs.get(r.task_id, none)[c] for c in cost_cols]
+                              for r in results]
 

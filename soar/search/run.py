@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 
 from soar.archive import ProgramArchive
@@ -21,18 +22,21 @@ from soar.io import write_json
 from soar.prompts import prompt_length
 from soar.runs import SearchRun
 from soar.scoring import VOTE_METHODS, summarize
+from soar.search.cost import COLUMNS as COST_COLUMNS
+from soar.search.cost import DEFAULT_GPU_HOUR_USD, cost_summary, task_costs
 from soar.search.ensemble import run_ensemble
 from soar.search.fewshot import archive_split
 from soar.search.llm import run_llm
 from soar.search.refine import check_refine
 from soar.search.replay import run_replay
-from soar.search.results import per_task_rows, run_summary, summary_table, task_results
+from soar.search.results import ROW_COLUMNS, per_task_rows, run_summary, scored_kinds, summary_table
 from soar.search.rex import SELECTORS
 from soar.search.shards import PLACEMENTS, check_shards, run_shard, run_sharded
 from soar.tracking import flatten, tracking
 from soar.weights import resolve_model
 
 log = logging.getLogger(__name__)
+SCORED_COLUMNS = [*ROW_COLUMNS, "kind", *COST_COLUMNS[1:]]  # what the results, sample-only and cost read
 RUNNERS = {"replay": run_replay, "pool": run_ensemble, "vllm": run_llm, "hf": run_llm}
 
 
@@ -95,19 +99,26 @@ def run_search(cfg: DictConfig, run_dir: Path, shard_job: Callable[[DictConfig, 
             throughput = run_sharded(cfg, run_dir, {tid: prompt_length(t) for tid, t in tasks.items()}, shard_job)
         else:
             throughput = RUNNERS[cfg.model.engine](cfg, split, tasks, archive, tracker)
-        table = archive.read()
+        present = set(archive.column_names())  # a replay's or an older archive has no token columns
+        table = archive.read([c for c in SCORED_COLUMNS if c in present])  # not the raw answers: GBs at paper size
         if cfg.model.engine in ("replay", "pool"):  # the programs decide which tasks are evaluated
             tasks = {tid: tasks[tid] for tid in dict.fromkeys(table.column("task_id").to_pylist())}
-        results = task_results(table, tasks, cfg.scoring)
-        metrics = {**summarize(results), **throughput}
-        if cfg.model.engine != "replay":  # the paper's sample-only vs sample+refine comparison
-            samples = table.filter(pc.equal(table.column("kind"), "sample"))
-            metrics["sample_only"] = summarize(task_results(samples, tasks, cfg.scoring))
+        if cfg.model.engine == "replay":
+            (results,) = scored_kinds(table, tasks, cfg.scoring, [None])
+            metrics = {**summarize(results), **throughput}
+        else:  # and the paper's sample-only vs sample+refine comparison
+            results, samples = scored_kinds(table, tasks, cfg.scoring, [None, "sample"])
+            metrics = {**summarize(results), **throughput, "sample_only": summarize(samples)}
+        rate = float(OmegaConf.select(cfg, "cost.gpu_hour_usd", default=DEFAULT_GPU_HOUR_USD))
+        spent = table.select([c for c in COST_COLUMNS if c in table.column_names])
+        costs = task_costs(spent.filter(pc.is_in(spent.column("task_id"), pa.array(list(tasks)))),
+                           float(throughput.get("gpu_s") or 0.0), rate)
+        metrics["cost"] = cost_summary(costs, rate, sum(r.vote_pass2 or 0 for r in results))
         write_json(run.metrics_file, metrics)
-        write_json(run.tasks_file, {r.task_id: {k: v for k, v in vars(r).items() if k != "attempts"}
-                                    for r in results})
+        write_json(run.tasks_file, {r.task_id: {**{k: v for k, v in vars(r).items() if k != "attempts"},
+                                                "cost": costs.get(r.task_id)} for r in results})
         tracker.summary(flatten(metrics, "search"))
-        tracker.table("search/tasks", *per_task_rows(results))
+        tracker.table("search/tasks", *per_task_rows(results, costs))
         tracker.artifact("programs", "archive", run.archive)
     run.finish()  # last: after the tracker has closed its run
     console = Console()

@@ -8,6 +8,7 @@ from soar.data import Task
 from soar.engines.base import Engine
 from soar.prompts import extract_code, sampling_messages
 from soar.search.answers import AnswerFormat
+from soar.search.cost import token_columns
 from soar.search.fewshot import FewshotPool
 from soar.search.pipeline import Evaluator
 from soar.search.progress import PhaseProgress
@@ -41,9 +42,10 @@ def run_sampling(
                                           on_progress=bar.generating)
             programs = []
             for t, cs in zip(prompts, completions):
-                for text in map(answers.text, cs[: s.budget - done[t]]):
+                for c in cs[: s.budget - done[t]]:
+                    text = answers.text(c)
                     programs.append({"task_id": t, "program_id": f"{cfg.iteration}/{t}/s{done[t]:06d}",
-                                     "code": extract_code(text), "text": text})
+                                     "code": extract_code(text), "text": text, **token_columns(c)})
                     done[t] += 1
             evaluator.submit("sample", programs)
             bar.round_done(len(programs), len(prompts) * s.n)

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 PLACEMENTS = ("local", "slurm")
 # figures of a shard's runner (soar.search.llm, soar.search.replay) that add up over shards running side by side
 _SUMMED = {"n_prompts_skipped", "n_programs_generated", "tokens_generated", "tokens_per_s", "programs_per_s",
-           "generation_s", "execution_s", "programs", "tokens", "n_programs_in_file", "n_programs_executed",
+           "generation_s", "gpu_s", "execution_s", "programs", "tokens", "n_programs_in_file", "n_programs_executed",
            "n_programs_resumed", "exec_programs_per_s"}
 _LONGEST = {"sample_s", "wall_s"}
 _PER_PROGRAM = {"tokens_per_program", "s_per_program", "prompt_tokens_per_program", "prefix_cache_hit_rate"}
