@@ -47,10 +47,9 @@ sys.path.insert(0, str(ROOT))
 
 from soar.archive import ARCHIVE_SCHEMA, ProgramArchive  # noqa: E402
 from soar.data import Task, load_split  # noqa: E402
+from soar.hindsight import REFINE_SELECTIONS, SAMPLE_SELECTIONS  # noqa: E402
 
 STAGES = ("write", "vote", "hindsight", "report")
-SAMPLE_SELECTIONS = ("correct", "uniform", "greedy", "greedy_diverse", "greedy_diverse_mv")
-REFINE_SELECTIONS = ("uniform", "diverse")
 ERRORS = ("timeout: 2.0 s of CPU", "exception: IndexError: list index out of range",
           "exception: NameError: name 'np' is not defined", "invalid_output: not a list of lists",
           "syntax_error: SyntaxError: invalid syntax (<program>, line 3)")

@@ -130,4 +130,14 @@ class ProgramArchive:
         return set(self.read(["program_id"]).column("program_id").to_pylist())
 
     def __len__(self) -> int:
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.parts())
+        return _rows(self.parts())
+
+
+def _rows(parts: Sequence[Path]) -> int:
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+
+
+def archived_rows(path: Path) -> int:
+    """Rows in the committed parts of the archive at `path` (0 when there is none), from the parts' metadata.
+    Read-only: safe while writers are appending."""
+    return _rows(committed_parts(path))

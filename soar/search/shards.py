@@ -37,7 +37,7 @@ from typing import Any
 import submitit
 from omegaconf import DictConfig, OmegaConf
 
-from soar.archive import ProgramArchive, committed_parts
+from soar.archive import ProgramArchive, archived_rows, committed_parts
 from soar.data import load_split
 from soar.io import write_json
 from soar.runs import SearchRun
@@ -231,18 +231,6 @@ def launch(cfg: DictConfig, run_dir: Path, todo: list[int], job: ShardJob) -> li
     return submitted
 
 
-def _archived_rows(archive: Path) -> int:
-    import pyarrow.parquet as pq
-
-    total = 0
-    for part in sorted(archive.glob("part-s*.parquet")) if archive.exists() else []:
-        try:
-            total += pq.ParquetFile(part).metadata.num_rows
-        except OSError:  # a part being renamed into place
-            pass
-    return total
-
-
 def wait(jobs: list[tuple[int, submitit.Job]], run_dir: Path, n_shards: int, every_s: float = 5.0) -> None:
     """Wait for every shard, printing a line every `every_s` seconds; a failed shard fails the run with a message
     naming the shard and its log (the others run to their end, so a re-run only redoes what failed)."""
@@ -252,7 +240,7 @@ def wait(jobs: list[tuple[int, submitit.Job]], run_dir: Path, n_shards: int, eve
         running = [k for k, j in jobs if not j.done()]
         finished = sum(shards.finished(k) for k in range(n_shards))
         print(f"[shards] {finished}/{n_shards} finished, {len(running)} running · "
-              f"{_archived_rows(shards.run.archive)} programs archived · {time.monotonic() - start:.0f} s",
+              f"{archived_rows(shards.run.archive)} programs archived · {time.monotonic() - start:.0f} s",
               flush=True)
         if not running:
             break
