@@ -136,3 +136,24 @@ def test_summarize_without_known_test_outputs_or_tasks():
     assert all(s[k] is None for k in ("test_oracle", "test_oracle_kaggle", "vote_pass2", "vote_gap"))
     empty = summarize([])
     assert empty["n_tasks"] == 0 and empty["valid_rate"] == 0.0 and empty["train_oracle"] is None
+
+
+@pytest.mark.parametrize("method", ["weighted", "arc25"])
+def test_programs_judged_once_score_any_subset_as_scoring_it_alone(method):
+    """The search judges a task's programs once (scores per distinct outputs, a filter verdict per program), then
+    scores every program and the sampled ones alone: the same results as scoring each list on its own."""
+    import random
+
+    from soar.scoring.metrics import judge
+    from soar.scoring.programs import Programs
+
+    rng = random.Random(0)
+    programs = [(f"{code} #{i}", outs) for i in range(6) for code, outs in PROGRAMS]
+    rng.shuffle(programs)
+    task = make_task()
+    judged = judge(task, Programs.group(programs))
+    assert len(judged.programs.outputs) == len({tuple(outs) for _, outs in PROGRAMS}) < len(programs)
+    for _ in range(20):
+        keep = [rng.random() < 0.5 for _ in programs]
+        alone = [p for p, k in zip(programs, keep) if k]
+        assert score_task(task, judged.subset(keep), method=method) == score_task(task, alone, method=method)

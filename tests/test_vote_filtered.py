@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from soar.archive import ProgramArchive, program_row, row_outputs
 from soar.data import Task, load_split
 from soar.execution import Executor
-from soar.scoring import FILTERS, keep_program, keep_programs, score_program, summarize
+from soar.scoring import FILTERS, keep_program, keep_programs, score_program, score_task, summarize
 from soar.search.results import task_results
 
 TASK_ID = "67a3c6ac"
@@ -157,3 +157,7 @@ def test_the_sample_only_results_come_from_the_same_pass(task: Task, tmp_path: P
     sampled = table.filter(pa.compute.equal(table.column("kind"), "sample"))
     assert both == task_results(table, {TASK_ID: task}, SCORING)
     assert samples == task_results(sampled, {TASK_ID: task}, SCORING) and samples[0].n_programs == 27
+    # the archive's rows are grouped by outputs in Arrow: the same results as scoring every row's unpacked outputs
+    plain = [(r["code"], row_outputs(r)) for r in table.to_pylist()]
+    assert both == [score_task(task, plain, attempts=2, method=SCORING.vote, c=SCORING.c)]
+    assert len({tuple(outs) for _, outs in plain}) < len(plain) / 2  # programs repeat outputs, as in a search

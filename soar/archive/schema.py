@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 
 from soar.data.task import Task
-from soar.execution.outcome import CanonicalGrid, Failure, FailureKind, Output
+from soar.execution.outcome import MAX_SIDE, CanonicalGrid, Failure, FailureKind, Output
 from soar.scoring.program import ProgramScore, canonical
 
 KINDS = ("sample", "refine", "replay")
@@ -92,10 +92,19 @@ def _parse_failure(error: str | None) -> Failure:
         return Failure(FailureKind.CRASH, error)
 
 
+def _canonical_already(grid: CanonicalGrid) -> bool:
+    """Whether a grid of int cells is in canonical form as it is (what soar writes always is): the judge's rule
+    would return it unchanged, so it only runs on the others (to convert them or to raise)."""
+    width = len(grid[0]) if grid else 0
+    return (1 <= len(grid) <= MAX_SIDE and 1 <= width <= MAX_SIDE and all(len(row) == width for row in grid)
+            and 0 <= min(map(min, grid)) and max(map(max, grid)) <= 9)
+
+
 def row_outputs(row: Mapping[str, Any], seen: dict[Any, CanonicalGrid] | None = None) -> list[Output]:
     """A row's predictions back as executor Outputs (train then test). The archive keeps only the
     first failure's text, so every NULL grid comes back as that Failure. `seen`: a cache of grids already
-    canonicalised, for the many rows of one task that repeat the same outputs (archive cells are ints)."""
+    canonicalised, for the many rows of one task that repeat the same outputs; only for cells read from an integer
+    column (the archive's int8): such a grid, once checked for shape and range, is its own canonical form."""
     failure = _parse_failure(row.get("error"))
     grids = list(row["predicted_train_output"]) + list(row["predicted_test_output"])
     if seen is None:
@@ -107,6 +116,6 @@ def row_outputs(row: Mapping[str, Any], seen: dict[Any, CanonicalGrid] | None = 
             continue
         key = tuple(map(tuple, g))
         if key not in seen:
-            seen[key] = canonical(g)
+            seen[key] = key if _canonical_already(key) else canonical(g)
         out.append(seen[key])
     return out

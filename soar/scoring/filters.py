@@ -27,6 +27,7 @@ import numpy as np
 
 from soar.data.task import Task, per_task
 from soar.execution.outcome import MAX_SIDE, Failure, Output
+from soar.scoring.programs import Programs
 
 MAX_LINE = 200  # spec §7.2.5: no code line longer than this
 NEAR_CONSTANT = 0.2  # spec §7.2.3
@@ -123,16 +124,38 @@ def _strip(text: str, keep_brackets: bool) -> str:
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 
 
-def _in_code(code: str, outputs: Sequence[Sequence[Sequence[int]]], task_1x1: bool) -> bool:
+class GridText:
+    """A predicted grid as the hardcoding check looks for it in a code: its cell count, whether its brackets are
+    kept, and its text, made when a code first has enough digits to hold it (most codes have far fewer digits than
+    a grid has cells, so most texts are never made)."""
+
+    __slots__ = ("cells", "keep", "grid", "_text")
+
+    def __init__(self, grid: Sequence[Sequence[int]], task_1x1: bool) -> None:
+        self.cells, self.grid, self._text = len(grid) * len(grid[0]), grid, ""
+        self.keep = task_1x1 or self.cells == 1
+
+    @property
+    def text(self) -> str:
+        if not self._text:
+            self._text = _grid_text(self.grid, self.keep)
+        return self._text
+
+
+def _grid_texts(outputs: Sequence[Sequence[Sequence[int]]], task_1x1: bool) -> list[GridText]:
+    """What the hardcoding check looks for in the code, per predicted grid (made once per distinct outputs)."""
+    return [GridText(grid, task_1x1) for grid in outputs]
+
+
+def _in_code(code: str, texts: Sequence[GridText]) -> bool:
     digits = len(code) - len(code.translate(_NO_DIGITS))
     stripped: dict[bool, str] = {}  # the code without whitespace, with / without brackets; built when needed
-    for grid in outputs:
-        if len(grid) * len(grid[0]) > digits:  # its text has one digit per cell: more than the code has
+    for grid in texts:
+        if grid.cells > digits:  # its text has one digit per cell: more than the code has
             continue
-        keep = task_1x1 or (len(grid) == 1 and len(grid[0]) == 1)
-        if keep not in stripped:
-            stripped[keep] = _strip(code, keep)
-        if _grid_text(grid, keep) in stripped[keep]:
+        if grid.keep not in stripped:
+            stripped[grid.keep] = _strip(code, grid.keep)
+        if grid.text in stripped[grid.keep]:
             return True
     return False
 
@@ -140,7 +163,7 @@ def _in_code(code: str, outputs: Sequence[Sequence[Sequence[int]]], task_1x1: bo
 def hardcoded_output(code: str, outputs: Sequence[Sequence[Sequence[int]]], task: Task) -> bool:
     """Spec §7.2.5: some predicted output's text appears in the code (whitespace removed; brackets removed too
     unless the task has a 1x1 true train output or the grid itself is 1x1)."""
-    return _in_code(code, outputs, _facts(task).task_1x1)
+    return _in_code(code, _grid_texts(outputs, _facts(task).task_1x1))
 
 
 class _TaskFacts:
@@ -175,11 +198,11 @@ def _outputs_verdict(train_out: list[Any], test_out: list[Any], facts: _TaskFact
     return None
 
 
-def _code_verdict(code: str, outputs: list[Any], facts: _TaskFacts) -> str | None:
-    """The filters that read the code: long_line, hardcoded_output."""
-    if any(len(line) > MAX_LINE for line in code.splitlines()):
+def _code_verdict(code: str, texts: Sequence[GridText]) -> str | None:
+    """The filters that read the code: long_line, hardcoded_output (`texts`: the program's grids, _grid_texts)."""
+    if len(code) > MAX_LINE and max(map(len, code.splitlines())) > MAX_LINE:
         return "long_line"
-    return "hardcoded_output" if _in_code(code, outputs, facts.task_1x1) else None
+    return "hardcoded_output" if _in_code(code, texts) else None
 
 
 def keep_program(row: Mapping[str, Any], task: Task) -> str | None:
@@ -189,23 +212,25 @@ def keep_program(row: Mapping[str, Any], task: Task) -> str | None:
     """
     train_out, test_out = _outputs(row, task)
     verdict = _grids_verdict(train_out, test_out, _facts(task))
-    return verdict if verdict is not None else _code_verdict(row["code"] or "", train_out + test_out, _facts(task))
+    if verdict is not None:
+        return verdict
+    return _code_verdict(row["code"] or "", _grid_texts(train_out + test_out, _facts(task).task_1x1))
 
 
 def keep_rows(task: Task, rows: Iterable[Mapping[str, Any]]) -> list[str | None]:
     """keep_program for each row of `task` read from an archive (its cells are ints); rows with the same outputs
     share the checks on them, so a search's many duplicates cost one check, as in keep_programs."""
     facts = _facts(task)
-    seen: dict[tuple[Any, ...], str | None] = {}  # the outputs-only verdict of each distinct outputs
+    seen: dict[tuple[Any, ...], tuple[str | None, list[GridText]]] = {}  # per distinct outputs: verdict, texts
     verdicts = []
     for row in rows:
         train_out, test_out = _outputs(row, task)
         key = tuple(None if g is None else tuple(map(tuple, g)) for g in train_out + test_out)
         if key not in seen:
-            seen[key] = _grids_verdict(train_out, test_out, facts)
-        verdict = seen[key]
-        verdicts.append(verdict if verdict is not None else _code_verdict(row["code"] or "", train_out + test_out,
-                                                                          facts))
+            verdict = _grids_verdict(train_out, test_out, facts)
+            seen[key] = verdict, [] if verdict else _grid_texts(train_out + test_out, facts.task_1x1)
+        verdict, texts = seen[key]
+        verdicts.append(verdict if verdict is not None else _code_verdict(row["code"] or "", texts))
     return verdicts
 
 
@@ -225,23 +250,26 @@ def _grids_verdict(train_out: list[Any], test_out: list[Any], facts: _TaskFacts)
     return _outputs_verdict(train_out, test_out, facts)
 
 
-def keep_programs(task: Task, programs: Iterable[tuple[str, Sequence[Output]]]) -> list[str | None]:
-    """keep_program for each (code, executor outputs on task.inputs) of `task`.
+def keep_programs(task: Task, programs: Iterable[tuple[str, Sequence[Output]]] | Programs) -> list[str | None]:
+    """keep_program for each (code, executor outputs on task.inputs) of `task`, or each program of a `Programs`.
 
     An executor output is a Failure (invalid_grid) or a CanonicalGrid, valid by construction, so valid_grid is not
     run again. Programs with the same outputs share the work on them: a search's many duplicates cost one check.
     """
+    if not isinstance(programs, Programs):
+        programs = Programs.group(programs)
     facts = _facts(task)
-    seen: dict[tuple[Output, ...], str | None] = {}  # the outputs-only verdict of each distinct outputs
+    checked: dict[int, tuple[str | None, list[GridText]]] = {}  # per used behaviour: outputs verdict, grid texts
     verdicts = []
-    for code, outs in programs:
-        key = tuple(outs)
-        if len(key) != facts.n_train + facts.n_test:
-            raise ValueError(f"task {task.id}: expected {facts.n_train + facts.n_test} outputs, got {len(key)}")
-        if key not in seen:
-            grids: list[Any] = list(key)
-            seen[key] = ("invalid_grid" if any(isinstance(o, Failure) for o in key)
-                         else _outputs_verdict(grids[: facts.n_train], grids[facts.n_train :], facts))
-        verdict = seen[key]
-        verdicts.append(verdict if verdict is not None else _code_verdict(code, list(key), facts))
+    for code, b in zip(programs.codes, programs.behaviour):
+        if b not in checked:
+            outs = programs.outputs[b]
+            if len(outs) != facts.n_train + facts.n_test:
+                raise ValueError(f"task {task.id}: expected {facts.n_train + facts.n_test} outputs, got {len(outs)}")
+            grids: list[Any] = list(outs)
+            verdict = ("invalid_grid" if any(isinstance(o, Failure) for o in outs)
+                       else _outputs_verdict(grids[: facts.n_train], grids[facts.n_train :], facts))
+            checked[b] = verdict, [] if verdict else _grid_texts(grids, facts.task_1x1)
+        verdict, texts = checked[b]
+        verdicts.append(verdict if verdict is not None else _code_verdict(code, texts))
     return verdicts

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from soar.data.task import Task
-from soar.execution.outcome import Output
+from soar.execution.outcome import Failure, Output
 from soar.scoring.filters import FILTERS, keep_programs
 from soar.scoring.program import ProgramScore, score_program
-from soar.scoring.vote import DEFAULT_C, Candidate, Key, kaggle_score, vote
+from soar.scoring.programs import Programs
+from soar.scoring.vote import DEFAULT_C, Key, kaggle_score, tally
 
 
 @dataclass(frozen=True)
@@ -44,45 +45,78 @@ class TaskResult:
     vote_pass2_unfiltered: float | None  # diagnostic: the same vote over every program
 
 
+@dataclass(frozen=True)
+class Judged:
+    """One task's programs with the per-program facts the results need: the score of each distinct outputs and the
+    filter verdict of each program. Work done once, then aggregated over any subset (all programs, sampled ones)."""
+
+    programs: Programs
+    scores: dict[int, ProgramScore]  # per behaviour (an index into programs.outputs)
+    verdicts: list[str | None]  # per program: None if it passes the filters, else the rejecting filter
+
+    def subset(self, keep: Sequence[bool]) -> Judged:
+        """The programs where `keep` is true (scores are shared)."""
+        return Judged(self.programs.subset(keep), self.scores, [v for v, k in zip(self.verdicts, keep) if k])
+
+
+def judge(task: Task, programs: Sequence[tuple[str, Sequence[Output]]] | Programs) -> Judged:
+    """Score each distinct outputs and filter each program of `task` (a `Programs`, or (code, outputs) pairs)."""
+    if not isinstance(programs, Programs):
+        programs = Programs.group(programs)
+    scores = {b: score_program(task, programs.outputs[b]) for b in sorted(set(programs.behaviour))}
+    return Judged(programs, scores, keep_programs(task, programs))
+
+
 def score_task(
     task: Task,
-    programs: Sequence[tuple[str, Sequence[Output]]],
+    programs: Sequence[tuple[str, Sequence[Output]]] | Programs | Judged,
     attempts: int = 2,
     method: str = "weighted",
     c: float = DEFAULT_C,
 ) -> TaskResult:
-    """Score every (code, outputs-on-task.inputs) program of one task, filter, vote, and compare to the oracles."""
-    known: dict[tuple[Output, ...], ProgramScore] = {}  # programs with the same outputs have the same score
-    scores = []
-    for _, outs in programs:
-        key = tuple(outs)
-        if key not in known:
-            known[key] = score_program(task, outs)
-        scores.append(known[key])
-    cands = [Candidate.from_outputs(task, code, outs, s.train_acc) for (code, outs), s in zip(programs, scores)]
-    verdicts = keep_programs(task, programs)
-    voters = [cand for cand, v in zip(cands, verdicts) if v is None]
-    chosen = vote(voters, attempts=attempts, method=method, c=c)
+    """Score every (code, outputs-on-task.inputs) program of one task (or a `Programs`, or a `Judged`), filter,
+    vote, and compare to the oracles. Programs with the same outputs are scored once."""
+    judged = programs if isinstance(programs, Judged) else judge(task, programs)
+    programs, verdicts = judged.programs, judged.verdicts
+    used = sorted(set(programs.behaviour))
+    known = {b: judged.scores[b] for b in used}
+    n_train = len(task.train)
+    keys: dict[Key, int] = {}  # the distinct voting keys: each behaviour's test outputs, unless one failed
+    key_of = {}
+    for b in used:
+        test_out = programs.outputs[b][n_train:]
+        if not any(isinstance(o, Failure) for o in test_out):
+            key_of[b] = keys.setdefault(test_out, len(keys))  # type: ignore[arg-type]
+    ballots, voters = [], []  # (key, h, code) of every program whose test outputs can vote / of the filtered ones
+    for code, b, verdict in zip(programs.codes, programs.behaviour, verdicts):
+        if b in key_of:
+            ballots.append((key_of[b], known[b].train_acc, code))
+            if verdict is None:
+                voters.append(ballots[-1])
+    keys_list = list(keys)
+    chosen = tally(keys_list, voters, attempts=attempts, method=method, c=c)
+    scores = [known[b] for b in programs.behaviour]
     n = len(scores)
+    n_voters = sum(v is None for v in verdicts)
     expected = task.test_outputs
     if expected is None:
         test_oracle, oracle_kaggle, pass2, gap, unfiltered = None, None, None, None, None
     else:
-        per_input = [any(s.correct_test[j] for s in scores) for j in range(len(expected))]  # type: ignore[index]
-        test_oracle = any(all(s.correct_test) for s in scores)  # type: ignore[arg-type]
+        per_input = [any(known[b].correct_test[j] for b in used) for j in range(len(expected))]  # type: ignore[index]
+        test_oracle = any(all(known[b].correct_test) for b in used)  # type: ignore[arg-type]
         oracle_kaggle = sum(per_input) / len(per_input)
         pass2 = kaggle_score(chosen, expected)
         gap = oracle_kaggle - pass2
-        unfiltered = kaggle_score(vote(cands, attempts=attempts, method=method, c=c), expected)
+        unfiltered = kaggle_score(tally(keys_list, ballots, attempts=attempts, method=method, c=c), expected)
     return TaskResult(
         task_id=task.id,
         n_programs=n,
         n_valid=sum(s.valid for s in scores),
         valid_rate=sum(s.valid for s in scores) / n if n else 0.0,
         mean_train_acc=sum(s.train_acc for s in scores) / n if n else 0.0,
-        n_voters=len(voters),
+        n_voters=n_voters,
         filtered={f: verdicts.count(f) for f in FILTERS},
-        train_oracle=any(s.train_acc == 1.0 for s in scores),
+        train_oracle=any(known[b].train_acc == 1.0 for b in used),
         test_oracle=test_oracle,
         test_oracle_kaggle=oracle_kaggle,
         vote_pass2=pass2,

@@ -5,7 +5,7 @@ The caller decides who votes: soar.scoring.metrics passes only the programs that
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from soar.data.task import Grid, Task
@@ -44,20 +44,32 @@ def vote(candidates: Sequence[Candidate], attempts: int = 2, method: str = "weig
               shortest program is shorter.
     Keys containing a Failure never vote. Remaining ties go to the key seen first in `candidates`.
     """
-    if method not in VOTE_METHODS:
-        raise ValueError(f"unknown vote method {method!r}; allowed: {', '.join(VOTE_METHODS)}")
-    groups: dict[Key, list[Candidate]] = {}  # insertion order = first-seen order
+    index: dict[Key, int] = {}  # insertion order = first-seen order
+    ballots = []
     for cand in candidates:
         key = _voting_key(cand)
-        if key is not None and (method == "weighted" or cand.train_acc == 1.0):
-            groups.setdefault(key, []).append(cand)
+        if key is not None:
+            ballots.append((index.setdefault(key, len(index)), cand.train_acc, cand.code))
+    return tally(list(index), ballots, attempts, method, c)
+
+
+def tally(keys: Sequence[Key], ballots: Iterable[tuple[int, float, str]], attempts: int = 2,
+          method: str = "weighted", c: float = DEFAULT_C) -> list[Key]:
+    """`vote` on ballots given as (index into `keys`, h, code), in candidate order: a caller that has grouped its
+    programs by outputs already (soar.scoring.programs) hashes each distinct key once, not once per program."""
+    if method not in VOTE_METHODS:
+        raise ValueError(f"unknown vote method {method!r}; allowed: {', '.join(VOTE_METHODS)}")
+    groups: dict[int, list[tuple[float, str]]] = {}  # insertion order = first-seen order
+    for k, h, code in ballots:
+        if method == "weighted" or h == 1.0:
+            groups.setdefault(k, []).append((h, code))
     if method == "weighted":
         # fsum: exactly rounded, so equal multisets of h give equal weights whatever the order
-        rank = {k: (-math.fsum(1.0 + c * p.train_acc for p in ps), 0) for k, ps in groups.items()}
+        rank = {k: (-math.fsum(1.0 + c * h for h, _ in ps), 0) for k, ps in groups.items()}
     else:
-        rank = {k: (-len(ps), min(len(p.code) for p in ps)) for k, ps in groups.items()}
+        rank = {k: (-len(ps), min(len(code) for _, code in ps)) for k, ps in groups.items()}
     order = sorted(groups, key=rank.__getitem__)  # stable: first-seen breaks remaining ties
-    return order[:attempts]
+    return [keys[k] for k in order[:attempts]]
 
 
 def kaggle_score(attempts: Sequence[Sequence[Output]], test_outputs: Sequence[Grid]) -> float:

@@ -13,9 +13,11 @@ from omegaconf import DictConfig
 from rich.table import Table
 from tqdm import tqdm
 
-from soar.archive import TaskRows, row_outputs
+from soar.archive import TaskRows
 from soar.data import Task
 from soar.scoring import TaskResult, score_task
+from soar.scoring.metrics import judge
+from soar.scoring.programs import Programs
 
 ROW_COLUMNS = ["task_id", "code", "predicted_train_output", "predicted_test_output", "error"]
 
@@ -32,11 +34,10 @@ def scored_kinds(table: pa.Table, tasks: dict[str, Task], scoring: DictConfig, k
     by_task = TaskRows(table.select([*ROW_COLUMNS, *(["kind"] if any(kinds) else [])]), tasks)
     results: list[list[TaskResult]] = [[] for _ in kinds]
     for tid, task in tasks.items():
-        seen: dict = {}  # the task's distinct grids, canonicalised once
-        rows = by_task[tid] if tid in by_task.spans else []
-        programs = [(row.get("kind"), row["code"], row_outputs(row, seen)) for row in rows]
+        judged = judge(task, by_task.programs(tid) if tid in by_task.spans else Programs([], [], []))
+        row_kinds = by_task.column(tid, "kind") if any(kinds) and tid in by_task.spans else []
         for out, kind in zip(results, kinds):
-            chosen = [(code, outs) for k, code, outs in programs if kind is None or k == kind]
+            chosen = judged if kind is None else judged.subset([k == kind for k in row_kinds])
             out.append(score_task(task, chosen, attempts=scoring.attempts, method=scoring.vote, c=scoring.c))
     return results
 
