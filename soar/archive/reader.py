@@ -122,7 +122,7 @@ class TaskRows:
                   for ix in np.split(by_part, cuts) if len(ix)]
         back = np.empty_like(by_part)
         back[by_part] = np.arange(len(by_part))
-        return pa.Table.from_batches(pieces, self.table.schema.empty_table().select(columns).schema), back.tolist()
+        return pa.Table.from_batches(pieces, pa.schema([self.table.schema.field(c) for c in columns])), back.tolist()
 
     def rows(self, tid: str) -> pa.Table:
         """The task's rows as a table."""
@@ -151,6 +151,12 @@ class TaskRows:
         """Per position: its row's group of equal outputs (soar.archive.groups), over every task at once."""
         return output_groups(self.table, OUTPUT_COLUMNS, ["task_id", "error"])[self._rows]
 
+    @cached_property
+    def _int_cells(self) -> bool:
+        """Whether the grid columns hold integer cells (the archive's int8), so row_outputs may cache by value."""
+        cells = [self.table.schema.field(c).type.value_type.value_type.value_type for c in OUTPUT_COLUMNS]
+        return all(map(pa.types.is_integer, cells))
+
     def programs(self, tid: str) -> Programs:
         """The task's programs grouped by outputs: each distinct set of outputs is unpacked from Arrow once, from the
         first row that has it (a search's duplicates are never turned into Python objects)."""
@@ -167,7 +173,6 @@ class TaskRows:
         groups = self._groups[firsts[lo:hi]]
         sorter = np.argsort(groups)
         behaviour = sorter[np.searchsorted(groups, self._groups[first:first + n], sorter=sorter)]
-        cells = [self.table.schema.field(c).type.value_type.value_type.value_type for c in OUTPUT_COLUMNS]
-        seen: dict | None = {} if all(map(pa.types.is_integer, cells)) else None  # distinct grids, canonical once
+        seen: dict | None = {} if self._int_cells else None  # the task's distinct grids, canonicalised once
         outputs = [tuple(row_outputs(row, seen)) for row in rows[lo:hi]]
         return Programs(self.column(tid, "code"), behaviour.tolist(), outputs)
