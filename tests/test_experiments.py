@@ -67,6 +67,7 @@ def test_every_arm_composes_at_paper_scale(experiment: str, archive: Path, tmp_p
         cfg = load(f"experiment={experiment}", f"base_search={archive}", *arm)
         assert cfg.name == experiment and cfg.model.name in PAPER_MODELS
         assert cfg.search.sample.budget == 3000 and cfg.finetune.lora.r == 256 and cfg.data.name == "arc_agi_1"
+        assert cfg.finetune.data.refine_relabel is False  # the paper's refinement data: fully correct children only
         planned = plan(cfg, tmp_path / "loop", "x")
         assert planned and all(s.config["logger"]["group"] == experiment for s in planned)
 
@@ -81,6 +82,8 @@ def test_the_cpu_preset_shrinks_every_experiment(experiment: str, archive: Path)
         assert OmegaConf.select(cpu, key) == OmegaConf.select(paper, key), key
     assert cpu.search.refine.budget == (0 if experiment == "table2_sampling_data" else 8)
     assert arms(cpu) == arms(paper)
+    assert cpu.finetune.data.refine_relabel is True  # soar's extension: a 135M model rarely writes a correct child
+    assert (paper.finetune.data.dedup_code, cpu.finetune.data.dedup_code) == (False, "normalised")
 
 
 def test_table2_finetunes_on_sampling_data_and_only_samples(tmp_path: Path) -> None:

@@ -273,3 +273,60 @@ def test_shuffled_sampling_example_keeps_every_pair():
         return sorted(re.sub(r"## (Test )?(Input|Output) \d+", "", task_part).split("\n\n"))
     assert blocks(plain) == blocks(shuffled)
 
+
+
+def test_refine_relabel_uses_every_kept_child_against_its_own_outputs():
+    task = synth_task("ref", seed=16)
+    table = rows_to_table(lineage(task))
+    paper, _ = build_examples(table, {"ref": task}, cfg(mode="refine", refine_selection="uniform"))
+    exs, stats = build_examples(table, {"ref": task}, cfg(mode="refine", refine_selection="uniform",
+                                                           refine_relabel=True))
+    r = stats["refine"]
+    # the wrong and test-wrong children now count; child_max0 repeats its parent's outputs: nothing to learn
+    assert (r["children"], r["correct_children"], r["missing_parent"], r["same_outputs"]) == (37, 35, 2, 1)
+    assert r["excluded_parent_bin"] == 0 and len(exs) == 34
+    got = {e.program_id: e for e in exs}
+    assert {"child_wrong", "child_testwrong"} <= set(got) and "child_max0" not in got
+    # a fully correct child relabels to its own task: the paper's example, unchanged
+    for e in paper:
+        assert got[e.program_id] == e
+    # a wrong child: the task shown is relabelled with the child's outputs, the parent flagged against them
+    rows = {x["program_id"]: x for x in table.to_pylist()}
+    child, parent = rows["child_wrong"], rows["zero0"]
+    target = relabel(task, child)
+    assert target.train[3].output != task.train[3].output
+    assert got["child_wrong"].messages == refinement_messages(target, parent["code"], row_outputs(parent), [False] * 4)
+    # the test-wrong child's parent is right on the train pairs of the relabelled task, wrong on its test
+    testwrong = got["child_testwrong"].messages[1]["content"]
+    assert format_grid(child_test := rows["child_testwrong"]["predicted_test_output"][0]) not in testwrong
+    assert child_test != task.test[0].output
+    assert r["available_by_bin"]["zero"] == 12  # 10 correct children of "zero" parents, child_wrong, child_testwrong
+
+
+def test_refine_relabel_on_real_programs_and_without_ground_truth(executor, tmp_path):
+    table, tasks = real_archive(executor, tmp_path)
+    same = executed_rows(executor, tasks["6150a2bd"], ["def transform(grid):\n    return list(reversed(grid))"],
+                         prefix="0/6150a2bd/same", kind="refine", model="base", parent_id="0/6150a2bd/s2")
+    table = pa.concat_tables([table, rows_to_table(same).cast(table.schema)])
+    exs, stats = build_examples(table, tasks, cfg(mode="refine", refine_relabel=True))
+    # the children of the flip-vertical parent are correct refinements of the tasks relabelled with their outputs
+    # (flip-horizontal is dropped by the identity filter on 25ff71a9); a rewrite of the parent teaches nothing
+    assert sorted(e.program_id for e in exs) == ["0/25ff71a9/r0", "0/3c9b0459/r0", "0/3c9b0459/r1", "0/6150a2bd/r0",
+                                                 "0/6150a2bd/r1"]
+    assert stats["refine"]["same_outputs"] == 1 and stats["refine"]["correct_children"] == 2
+    rows = {r["program_id"]: r for r in table.to_pylist()}
+    for e in exs:
+        child = rows[e.program_id]
+        assert e.response == f"```python\n{child['code']}\n```" and FLIP_V in e.messages[1]["content"]
+        for out in child["predicted_train_output"]:
+            assert format_grid(out) in e.messages[1]["content"]
+    # test-time data: no ground truth read, the same examples with poisoned flags and leaky test outputs
+    hidden = {t: Task(t, task.train, tuple(Pair(p.input, None) for p in task.test)) for t, task in tasks.items()}
+    leaky = {t: Task(t, task.train, tuple(Pair(p.input, [[9]]) for p in task.test)) for t, task in tasks.items()}
+    plain = table.drop_columns(["correct_test_input"])
+    poisoned = table.set_column(table.column_names.index("correct_test_input"), "correct_test_input",
+                                pa.array([[True]] * len(table), table.schema.field("correct_test_input").type))
+    no_truth = cfg(use_test=False, mode="refine", refine_relabel=True)
+    ttt, _ = build_examples(plain, hidden, no_truth)
+    assert ttt == build_examples(poisoned, leaky, no_truth)[0]
+    assert sorted(e.program_id for e in ttt) == sorted(e.program_id for e in exs)

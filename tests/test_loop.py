@@ -47,6 +47,9 @@ def test_loop_searches_trains_and_resumes(tmp_path: Path) -> None:
     rows = [r for r in wandb["."]["history"] if "search/vote_pass2" in r]  # the loop run: one row per iteration
     assert [r["iteration"] for r in rows] == [0, 1]
     assert [r["search/vote_pass2"] for r in rows] == [summary["search"][i]["vote_pass2"] for i in (0, 1)]
+    for key in ("top_code_share", "distinct_codes", "distinct_outputs"):  # diversity: a collapse shows at once
+        assert [r[f"search/{key}"] for r in rows] == [summary["search"][i][key] for i in (0, 1)]
+        assert 0 < summary["search"][0][key] <= (1 if key == "top_code_share" else 18)
     assert rows[0]["train/loss"] == train["train_loss"] and "train/both/loss" in rows[0]
     assert wandb["."]["exit_code"] == 0
 

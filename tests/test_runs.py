@@ -179,7 +179,8 @@ def test_the_loop_and_the_report_read_a_hand_made_loop_dir_the_same(
         (0, 0.25, 0.5), (1, 0.375, 0.625)]
     assert [r["iteration"] for r in summary["heldout"]] == [0]
     assert {k for r in summary["search"] for k in r} == {"iteration", "valid_rate", "mean_train_acc",
-                                                         "train_oracle", "test_oracle", "vote_pass2"}
+                                                         "train_oracle", "test_oracle", "vote_pass2", "top_code_share",
+                                                         "distinct_codes", "distinct_outputs"}
     assert "0.375" in capsys.readouterr().out  # the printed table
     assert imread(loop.learning_file).shape[0] > 100  # the report's iteration curves of this loop
 

@@ -157,3 +157,19 @@ def test_programs_judged_once_score_any_subset_as_scoring_it_alone(method):
         keep = [rng.random() < 0.5 for _ in programs]
         alone = [p for p, k in zip(programs, keep) if k]
         assert score_task(task, judged.subset(keep), method=method) == score_task(task, alone, method=method)
+
+
+def test_diversity_per_task_and_summary():
+    """Distinct codes (surrounding whitespace ignored), distinct output tuples, and the most frequent code's share."""
+    task = make_task()
+    programs = [("a", [T0, T1, S0, S1]), (" a\n", [T0, T1, S0, S1]), ("a", [T0, T1, S0, S1]),
+                ("b", [T0, T1, S0, S1]), ("c", [T0, WRONG, WRONG, S1]), ("d", [ERR, ERR, ERR, ERR])]
+    r = score_task(task, programs)
+    assert (r.n_distinct_codes, r.n_distinct_outputs, r.top_code_share) == (4, 3, 0.5)
+    collapsed = score_task(task, [("a", [T0, T1, S0, S1])] * 4)
+    assert (collapsed.n_distinct_codes, collapsed.n_distinct_outputs, collapsed.top_code_share) == (1, 1, 1.0)
+    empty = score_task(make_task(task_id="e"), [])
+    assert (empty.n_distinct_codes, empty.n_distinct_outputs, empty.top_code_share) == (0, 0, 0.0)
+    s = summarize([r, collapsed, empty])
+    assert (s["distinct_codes"], s["distinct_outputs"]) == (5 / 3, 4 / 3)
+    assert s["top_code_share"] == 0.75  # a task without programs has no most frequent program

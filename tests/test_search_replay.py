@@ -183,3 +183,18 @@ def test_pool_votes_over_several_runs_without_running_them_again(tmp_path: Path)
     missing = search(tmp_path / "bad", "model=pool", f"model.archives=[{tmp_path / 'nope'}]", "logger=none",
                      check=False)
     assert missing.returncode != 0 and "model.archives[0]" in missing.stderr and "not a search run dir" in missing.stderr
+
+
+def test_a_file_of_several_splits_replays_the_selected_one(tmp_path: Path) -> None:
+    """docs/learning_cpu/solved.jsonl holds training and evaluation tasks: each split replays its own rows."""
+    from soar.data import load_split
+
+    evaluation = next(iter(load_split("arc_agi_1", "evaluation")))
+    rotate = "def transform(grid):\n    return [r[::-1] for r in grid[::-1]]\n"
+    rows = [{"task_id": "6150a2bd", "code": rotate, "split": "training"},
+            {"task_id": evaluation, "code": rotate, "split": "evaluation"}]
+    programs = tmp_path / "solved.jsonl"
+    programs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    search(tmp_path / "run", f"model.programs={programs}", "logger=none")
+    got = ProgramArchive(tmp_path / "run" / "programs.parquet").read().to_pylist()
+    assert [(r["task_id"], r["train_acc"]) for r in got] == [("6150a2bd", 1.0)]

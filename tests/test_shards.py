@@ -31,7 +31,8 @@ DEMO_TASKS = ["6150a2bd", "3c9b0459", "74dd1130", "d631b094", "5582e5ca", "d037b
               "e9afcf9a", "25d8a9c8", "9565186b", "44f52bb0"]  # the tasks of examples/replay_demo.jsonl
 # what a search's metrics say about its programs (the rest is throughput: timings, shard counts)
 RESULT_KEYS = ("n_tasks", "n_programs", "valid_rate", "mean_train_acc", "n_voters", "filtered", "train_oracle",
-               "test_oracle", "test_oracle_kaggle", "vote_pass2", "vote_gap", "vote_pass2_unfiltered", "sample_only")
+               "test_oracle", "test_oracle_kaggle", "vote_pass2", "vote_gap", "vote_pass2_unfiltered", "sample_only",
+               "distinct_codes", "distinct_outputs", "top_code_share")
 ROW_KEYS = ("program_id", "task_id", "parent_id", "kind", "code", "predicted_train_output", "predicted_test_output",
             "correct_train_input", "correct_test_input", "train_acc", "valid", "error")
 

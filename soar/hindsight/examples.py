@@ -7,17 +7,24 @@ outputs may be used; False for evaluation splits / test-time training, where nei
 `correct_test_input` nor the tasks' test outputs are ever read: that column is not even loaded and the tasks'
 test outputs are blanked first), `mode` (sample|refine|both, default both), `sample_selection` (default
 greedy_diverse), `refine_selection` (default diverse), `per_task` (50), `refine_per_task` (50), `dedup_code`
-(False), `shuffle_pairs` (True).
+(False | exact | normalised; true = exact), `shuffle_pairs` (True), `refine_relabel` (False: the paper's rule).
 
 Pipeline per task (tasks sorted by id; rows of tasks missing from `tasks` are skipped and counted):
 1. every row goes through `keep_program` (spec §7.2); the verdicts are counted per filter;
-2. sampling data: the kept rows (code-deduplicated first with `dedup_code`) are selected with `sample_selection`;
+2. sampling data: the kept rows (code-deduplicated first with `dedup_code`: exact code, or near-duplicates by
+   soar.hindsight.near_duplicates, the shortest code of each group kept) are selected with `sample_selection`;
    each becomes the no-few-shot sampling prompt of the relabelled task (the original task for `correct`, which is
    its own relabelling) with no test outputs shown (the paper's formulation, spec §7.1), response = its code;
 3. refinement data: kept rows of kind "refine" that are fully correct (train + test with use_test, train-perfect
    without) are paired with their TRUE parent (parent_id) and selected with `refine_selection`; prompt =
    `refinement_messages` of the original task with the parent's code, outputs and train flags (exactly what the
-   refiner saw), response = the child's code;
+   refiner saw), response = the child's code.
+   With `refine_relabel` (soar's extension, not the paper's) EVERY kept child is used: it is a correct refinement
+   of the task relabelled with its own outputs (train and test; hindsight relabelling applied to refinement), and
+   the prompt shows the parent's outputs with train flags against those outputs. The parent's bin is taken on
+   the relabelled task, test included (its test outputs are the child's, known whatever `use_test` says), so a
+   parent that already gives all the child's outputs ("max") is dropped and counted in `refine.same_outputs`.
+   A fully correct child relabels to its own task: the paper's examples are a subset of these;
 4. with `shuffle_pairs`, the train pairs and the test pairs of each example are permuted (per example, seeded),
    consistently with the parent's per-pair results for refinement (spec D.4 augmentation).
 
@@ -43,7 +50,7 @@ import pyarrow as pa
 
 from soar.archive import TaskRows, row_outputs
 from soar.data.task import Pair, Task
-from soar.hindsight.relabel import dedup_by_code, relabel
+from soar.hindsight.relabel import dedup_by_code, output_key, relabel
 from soar.hindsight.select import (
     REFINE_SELECTIONS,
     SAMPLE_SELECTIONS,
@@ -60,11 +67,13 @@ from soar.scoring.filters import FILTERS, keep_rows
 from soar.scoring.vote import DEFAULT_C
 
 MODES = ("sample", "refine", "both")
+DEDUP_CODE = ("exact", "normalised")
 _COLUMNS = ("program_id", "task_id", "parent_id", "kind", "iteration", "model", "code", "error",
             "predicted_train_output", "predicted_test_output", "correct_train_input")
 HINDSIGHT_COLUMNS = (*_COLUMNS, "correct_test_input")  # what build_examples reads of an archive
 _DEFAULTS: dict[str, Any] = {"mode": "both", "sample_selection": "greedy_diverse", "refine_selection": "diverse",
-                             "per_task": 50, "refine_per_task": 50, "dedup_code": False, "shuffle_pairs": True}
+                             "per_task": 50, "refine_per_task": 50, "dedup_code": False, "shuffle_pairs": True,
+                             "refine_relabel": False}
 Row = Mapping[str, Any]
 
 
@@ -98,16 +107,35 @@ def sample_example(task: Task, row: Row, *, relabelled: bool = True,
     return Example(sampling_messages(shown), fence(row["code"] or ""), task.id, "sample", str(row["program_id"]))
 
 
-def refine_example(task: Task, child: Row, parent: Row, rng: np.random.Generator | None = None) -> Example:
+def refine_example(task: Task, child: Row, parent: Row, *, relabelled: bool = False,
+                   rng: np.random.Generator | None = None) -> Example:
     """A refinement example: the refinement prompt of `task` with the parent's code, outputs and train flags (pairs
-    permuted consistently when `rng` is given); the response is the child's code."""
+    permuted consistently when `rng` is given); the response is the child's code. With `relabelled` the task is
+    the one relabelled with the child's outputs and the parent's flags say where it already gives them."""
     outputs = row_outputs(parent)
-    flags = [bool(f) for f in parent["correct_train_input"]]
+    if relabelled:
+        task = relabel(task, child)
+        flags = _same_outputs(parent, child)[:len(task.train)]
+    else:
+        flags = [bool(f) for f in parent["correct_train_input"]]
     shown, pt, ps = _permute(task, rng)
     n_train = len(task.train)
     outs = [outputs[i] for i in pt] + [outputs[n_train + j] for j in ps]
     messages = refinement_messages(shown, parent["code"] or "", outs, [flags[i] for i in pt])
     return Example(messages, fence(child["code"] or ""), task.id, "refine", str(child["program_id"]))
+
+
+def _same_outputs(parent: Row, child: Row) -> list[bool]:
+    """Per input (train then test), whether the parent's output equals the child's (a failed output never does)."""
+    parent_outputs, child_outputs = output_key(parent), output_key(child)
+    assert isinstance(parent_outputs, tuple) and isinstance(child_outputs, tuple)
+    return [p is not None and p == c for p, c in zip(parent_outputs, child_outputs)]
+
+
+def _relabelled_bin(parent: Row, child: Row, n_train: int) -> str:
+    """The parent's accuracy bin on the task relabelled with the child's outputs, test included."""
+    same = _same_outputs(parent, child)
+    return accuracy_bin(sum(same[:n_train]) / n_train if n_train else 0.0, all(same[n_train:]), True)
 
 
 def _hide_test(task: Task) -> Task:
@@ -126,7 +154,13 @@ def data_options(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(c[key], bool) or not isinstance(c[key], int | float) or int(c[key]) != c[key] or c[key] < 0:
             raise ValueError(f"{prefix}{key}={c[key]!r}: must be an integer >= 0")
         c[key] = int(c[key])
-    c["dedup_code"], c["shuffle_pairs"] = bool(c["dedup_code"]), bool(c["shuffle_pairs"])
+    dedup = "exact" if c["dedup_code"] is True else c["dedup_code"] or False
+    if dedup is not False and dedup not in DEDUP_CODE:
+        raise ValueError(f"{prefix}dedup_code={c['dedup_code']!r}: allowed: false, {', '.join(DEDUP_CODE)} "
+                         "(true = exact)")
+    c["dedup_code"] = dedup
+    for key in ("shuffle_pairs", "refine_relabel"):
+        c[key] = bool(c[key])
     return c
 
 
@@ -172,13 +206,16 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
     kept_total = 0
     refine_stats: dict[str, Any] = {
         "children": 0, "correct_children": 0, "missing_parent": 0, "ambiguous_parent": 0, "excluded_parent_bin": 0,
+        "same_outputs": 0,
         "available_by_bin": {b: 0 for b in BINS}, "selected_by_bin": {b: 0 for b in BINS}}
     sample_stats = {"code_duplicates": 0, "greedy": 0, "diverse": 0}
     samples: list[Example] = []
     refines: list[Example] = []
     per_task: dict[str, list[int]] = {"sample": [], "refine": []}
     want_sample, want_refine = mode in ("sample", "both"), mode in ("refine", "both")
-    bins_ok = PARENT_BINS[use_test]
+    relabel_refine = c["refine_relabel"]
+    refine_use_test = use_test or relabel_refine  # relabelled tasks know their test outputs (the child's)
+    bins_ok = PARENT_BINS[refine_use_test]
 
     for tid in by_task:
         task, task_rows = tasks[tid], by_task[tid]
@@ -192,7 +229,7 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
 
         if want_sample:
             rng = _rng(seed, tid, 0)
-            pool = dedup_by_code(kept) if c["dedup_code"] else kept
+            pool = dedup_by_code(kept, c["dedup_code"] == "normalised") if c["dedup_code"] else kept
             sample_stats["code_duplicates"] += len(kept) - len(pool)
             method, n = c["sample_selection"], c["per_task"]
             if method in ("greedy_diverse", "greedy_diverse_mv"):
@@ -212,10 +249,12 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
             rng = _rng(seed, tid, 1)
             children: list[Row] = [r for r in kept if r["kind"] == "refine"]
             refine_stats["children"] += len(children)
-            children = [r for r in children if fully_correct(r, task, use_test)]
-            refine_stats["correct_children"] += len(children)
+            correct = [r for r in children if fully_correct(r, task, use_test)]
+            refine_stats["correct_children"] += len(correct)
+            if not relabel_refine:
+                children = correct
             if c["dedup_code"]:
-                children = dedup_by_code(children)
+                children = dedup_by_code(children, c["dedup_code"] == "normalised")
             ids: dict[str, list[dict[str, Any]]] = {}
             for r in task_rows:
                 ids.setdefault(str(r["program_id"]), []).append(r)
@@ -227,18 +266,24 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
                     refine_stats["missing_parent"] += 1
                     continue
                 refine_stats["ambiguous_parent"] += ambiguous
-                ptest = all(test_flags(parent, task)) if use_test else None
-                b = accuracy_bin(train_accuracy(parent), ptest, use_test)
+                if relabel_refine:
+                    b = _relabelled_bin(parent, child, len(task.train))
+                else:
+                    ptest = all(test_flags(parent, task)) if use_test else None
+                    b = accuracy_bin(train_accuracy(parent), ptest, use_test)
+                if relabel_refine and b == "max":
+                    refine_stats["same_outputs"] += 1
+                    continue
                 if b not in bins_ok:
                     refine_stats["excluded_parent_bin"] += 1
                     continue
                 refine_stats["available_by_bin"][b] += 1
                 triples.append((child, parent, b))
-            chosen_t = select_refinement(triples, c["refine_selection"], c["refine_per_task"], use_test, rng)
+            chosen_t = select_refinement(triples, c["refine_selection"], c["refine_per_task"], refine_use_test, rng)
             shuffle = rng if c["shuffle_pairs"] else None
             for child, parent, b in chosen_t:
                 refine_stats["selected_by_bin"][b] += 1
-                refines.append(refine_example(task, child, parent, rng=shuffle))
+                refines.append(refine_example(task, child, parent, relabelled=relabel_refine, rng=shuffle))
             per_task["refine"].append(len(chosen_t))
 
     examples = samples + refines

@@ -3,7 +3,8 @@
 `relabel(task, row)` keeps the task's inputs and replaces every output (train and test) by the program's own
 output, so the program is correct on the new task by construction. `dedup_by_output` keeps one program per
 distinct tuple of all its outputs, the first one seen: the intended behaviour of the upstream function, which
-always returns nothing (spec §7.4). `dedup_by_code` is the exact-code stand-in for the embedding dedup (§7.3).
+always returns nothing (spec §7.4). `dedup_by_code` stands in for the embedding dedup (§7.3): by exact code, or by
+near-duplicate key (soar.hindsight.near_duplicates).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from soar.data.task import Grid, Pair, Task
+from soar.hindsight.near_duplicates import normalised_code
 
 R = TypeVar("R", bound=Mapping[str, Any])
 
@@ -59,13 +61,13 @@ def dedup_by_output(rows: Sequence[R]) -> list[R]:
     return kept
 
 
-def dedup_by_code(rows: Sequence[R]) -> list[R]:
-    """One row per distinct code (surrounding whitespace ignored), the first of each kept, in input order."""
-    seen: set[str] = set()
-    kept: list[R] = []
+def dedup_by_code(rows: Sequence[R], normalise: bool = False) -> list[R]:
+    """One row per distinct code: exact code (surrounding whitespace ignored), or with `normalise` one per
+    near-duplicate key. The shortest code of each group is kept (the first on ties), where the group first appears."""
+    best: dict[str, R] = {}
     for row in rows:
-        key = (row["code"] or "").strip()
-        if key not in seen:
-            seen.add(key)
-            kept.append(row)
-    return kept
+        code = row["code"] or ""
+        key = normalised_code(code) if normalise else code.strip()
+        if key not in best or len(code) < len(best[key]["code"] or ""):
+            best[key] = row
+    return list(best.values())

@@ -19,8 +19,8 @@ from soar.runs import SEARCH_STAGES
 __all__ = ["NotARunError", "build_report"]
 
 SUMMARY_COLUMNS = ("run", "iteration", "tasks", "n tasks", "programs", "valid", "mean train acc", "train oracle",
-                   "test oracle", "vote pass@2", "vote gap", "vote pass@2 (sample only)", "tokens generated", "GPU-h",
-                   "US$ per task")
+                   "test oracle", "vote pass@2", "vote gap", "vote pass@2 (sample only)", "distinct codes per task",
+                   "distinct outputs per task", "top code share", "tokens generated", "GPU-h", "US$ per task")
 
 
 def _it(index: int | None) -> str:
@@ -57,7 +57,9 @@ def summary_table(runs: list[Run]) -> str:
             rows.append([esc(r.label), _it(it), name, fmt(m.get("n_tasks")), fmt(m.get("n_programs")),
                          fmt(m.get("valid_rate")), fmt(m.get("mean_train_acc")), _tasks(m, "train_oracle", test=False),
                          _tasks(m, "test_oracle"), _tasks(m, "vote_pass2"), fmt(m.get("vote_gap")),
-                         _tasks(m.get("sample_only", {}), "vote_pass2"), *_cost(m.get("cost"))])
+                         _tasks(m.get("sample_only", {}), "vote_pass2"), fmt(m.get("distinct_codes"), percent=False),
+                         fmt(m.get("distinct_outputs"), percent=False), fmt(m.get("top_code_share")),
+                         *_cost(m.get("cost"))])
     return table(SUMMARY_COLUMNS, rows)
 
 

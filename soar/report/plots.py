@@ -13,7 +13,8 @@ from soar.report.programs import oracle_curve
 from soar.report.runs import Run
 from soar.runs import SEARCH_STAGES
 
-CURVE_METRICS = ("vote_pass2", "test_oracle", "train_oracle", "valid_rate", "mean_train_acc")  # fractions
+# fractions; top_code_share (the share of a task's programs that are its most frequent code) shows a collapse
+CURVE_METRICS = ("vote_pass2", "test_oracle", "train_oracle", "valid_rate", "mean_train_acc", "top_code_share")
 MARKERS = {"search": "o", "heldout": "s"}
 
 

@@ -15,7 +15,7 @@ from soar.report.runs import Search
 from soar.scoring import keep_programs
 
 TASK_COLUMNS = ("task", "programs", "valid", "voters", "mean train acc", "best train acc", "train oracle",
-                "test oracle", "vote pass@2")
+                "test oracle", "vote pass@2", "distinct codes", "top code share")
 
 
 def solved(result: dict[str, Any]) -> bool:
@@ -35,7 +35,8 @@ def pick(results: dict[str, dict[str, Any]], best: dict[str, Best], n: int) -> t
 def task_table(search: Search, best: dict[str, Best]) -> str:
     rows = [[esc(tid), fmt(r["n_programs"]), fmt(r["valid_rate"]), fmt(r.get("n_voters")), fmt(r["mean_train_acc"]),
              fmt(best[tid].train_acc if tid in best else None), fmt(r["train_oracle"]), fmt(r["test_oracle"]),
-             fmt(r["vote_pass2"])] for tid, r in search.tasks.items()]
+             fmt(r["vote_pass2"]), fmt(r.get("n_distinct_codes")), fmt(r.get("top_code_share"))]
+            for tid, r in search.tasks.items()]
     return table(TASK_COLUMNS, rows)
 
 

@@ -12,9 +12,13 @@ Decisions:
   outputs; an all-zero test answer) counts for the oracle, not the vote, so vote_gap = oracle - vote counts it as
   lost by the answer selection. The gap stays >= 0.
 - The filters run once per program (once per distinct outputs for the outputs-only part); both votes share them.
+- Diversity counts every program: distinct codes (exact text, surrounding whitespace ignored: cheap at paper size;
+  the near-duplicate key of soar.hindsight is for training data), distinct output tuples (train and test, a failure
+  being one output), and the share of the task's programs that are its most frequent code (1.0 = collapse).
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +47,9 @@ class TaskResult:
     attempts: list[Key]  # the voted keys, best first
     vote_gap: float | None  # test_oracle_kaggle - vote_pass2 (>= 0)
     vote_pass2_unfiltered: float | None  # diagnostic: the same vote over every program
+    n_distinct_codes: int  # diversity (module doc): distinct code texts
+    n_distinct_outputs: int  # distinct tuples of outputs (train then test)
+    top_code_share: float  # programs with the most frequent code / n_programs; 0.0 without programs
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ def score_task(
     scores = [known[b] for b in programs.behaviour]
     n = len(scores)
     n_voters = sum(v is None for v in verdicts)
+    codes = Counter((code or "").strip() for code in programs.codes)
     expected = task.test_outputs
     if expected is None:
         test_oracle, oracle_kaggle, pass2, gap, unfiltered = None, None, None, None, None
@@ -123,6 +131,9 @@ def score_task(
         attempts=chosen,
         vote_gap=gap,
         vote_pass2_unfiltered=unfiltered,
+        n_distinct_codes=len(codes),
+        n_distinct_outputs=len(used),
+        top_code_share=max(codes.values()) / n if n else 0.0,
     )
 
 
@@ -133,9 +144,11 @@ def _mean(values: list[float]) -> float | None:
 def summarize(results: Sequence[TaskResult]) -> dict[str, Any]:
     """Aggregate task results. Task-level keys are means over tasks (fractions in 0..1); the test-side
     keys use only tasks whose test outputs are known (`n_tasks_with_test`) and are None if there are none.
-    valid_rate and mean_train_acc are over programs (0.0 without programs); n_voters and filtered count programs."""
+    valid_rate and mean_train_acc are over programs (0.0 without programs); n_voters and filtered count programs.
+    Diversity: distinct codes and outputs are means per task, top_code_share the mean over tasks with programs."""
     n_prog = sum(r.n_programs for r in results)
     known = [r for r in results if r.test_oracle is not None]
+    searched = [r for r in results if r.n_programs]
     return {
         "n_tasks": len(results),
         "n_tasks_with_test": len(known),
@@ -150,4 +163,7 @@ def summarize(results: Sequence[TaskResult]) -> dict[str, Any]:
         "vote_pass2": _mean([r.vote_pass2 for r in known]),  # type: ignore[misc]
         "vote_gap": _mean([r.vote_gap for r in known]),  # type: ignore[misc]
         "vote_pass2_unfiltered": _mean([r.vote_pass2_unfiltered for r in known]),  # type: ignore[misc]
+        "distinct_codes": _mean([r.n_distinct_codes for r in results]),
+        "distinct_outputs": _mean([r.n_distinct_outputs for r in results]),
+        "top_code_share": _mean([r.top_code_share for r in searched]),
     }

@@ -19,15 +19,19 @@ from soar.search.evaluate import evaluate
 from soar.tracking import Tracker
 
 
-def load_replay_programs(path: Path, split: dict[str, Task], selected: set[str]) -> pa.Table:
+def load_replay_programs(path: Path, split: dict[str, Task], selected: set[str],
+                         split_name: str | None = None) -> pa.Table:
     """The programs of `path` for the `selected` tasks, each with a stable `program_id`: the file's own when it has
     unique ones (another run's archive: its `kind` and `parent_id` lineage is kept too, so refinement data survives
     a replay), else the row number.
 
     Columns the archive computes itself (outputs, correctness, ...) are dropped; `model`, `text` and any other
-    extra columns are kept. Task ids the split does not know are an error that lists them.
+    extra columns are kept. A file with a `split` column (programs of several splits, e.g. docs/learning_cpu/
+    solved.jsonl) gives only its rows of `split_name`. Task ids the split does not know are an error that lists them.
     """
     table = read_programs(path)
+    if split_name is not None and "split" in table.column_names:
+        table = table.filter(pc.equal(table.column("split"), split_name))
     unknown = sorted(set(table.column("task_id").to_pylist()) - set(split))
     if unknown:
         shown = ", ".join(unknown[:20]) + (f" ... ({len(unknown)} in all)" if len(unknown) > 20 else "")
@@ -49,7 +53,7 @@ def run_replay(
     path = Path(to_absolute_path(cfg.model.programs))
     if not path.exists():
         raise FileNotFoundError(f"model.programs={cfg.model.programs}: no such file ({path})")
-    table = load_replay_programs(path, split, set(tasks))
+    table = load_replay_programs(path, split, set(tasks), cfg.data.split)
     done = archive.program_ids()
     todo = [p for p in table.to_pylist() if p["program_id"] not in done]
     ex_cfg = cfg.execution

@@ -75,7 +75,10 @@ def run_summary(metrics: dict[str, Any], results: Sequence[TaskResult]) -> str:
     lines = [f"{solved} · test oracle {count('test_oracle')}/{n}"
              f" · train oracle {count('train_oracle')}/{n}",
              f"{metrics['n_programs']} programs · {_pct(metrics['valid_rate'])} valid"
-             f" · {metrics['n_voters']} pass the filters and vote"]
+             f" · {metrics['n_voters']} pass the filters and vote",
+             f"diversity per task: {metrics['distinct_codes'] or 0:.1f} distinct codes"
+             f" · {metrics['distinct_outputs'] or 0:.1f} distinct outputs"
+             f" · most frequent code {_pct(metrics['top_code_share'])} of a task's programs"]
     if "wall_s" in metrics:  # an LLM search
         wall, sample = metrics["wall_s"], metrics["sample_s"]
         speed = f"{metrics['tokens_per_s']:.0f} tok/s" if metrics.get("tokens_per_s") else "-"
@@ -90,7 +93,7 @@ def per_task_rows(results: Sequence[TaskResult], costs: Mapping[str, Mapping[str
                   ) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows of the per-task table logged to the tracker: results, then cost (soar.search.cost)."""
     cols = ["task_id", "n_programs", "valid_rate", "n_voters", "mean_train_acc", "train_oracle", "test_oracle",
-            "vote_pass2"]
+            "vote_pass2", "n_distinct_codes", "n_distinct_outputs", "top_code_share"]
     cost_cols = ["gen_tokens", "gpu_s", "exec_cpu_s", "usd"]
     none = dict.fromkeys(cost_cols, 0)
     return cols + cost_cols, [[getattr(r, c) for c in cols] + [costs.get(r.task_id, none)[c] for c in cost_cols]
