@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from soar.loop import Stage, plan
 
 CONF = ROOT / "conf"
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+EXPERIMENTS = ["fig2_iterations", "table2_sampling_data", "table3_refine_data", "table4_sample_refine_models",
+               "table5_all_train", "ttt"]  # the paper's tables and figure; cpu_learning is soar's own
 PAPER_MODELS = {"qwen2_5_coder_7b", "qwen2_5_coder_14b", "qwen2_5_coder_32b", "qwen2_5_72b", "mistral_large"}
 
 
@@ -57,8 +58,27 @@ def stages(cfg: DictConfig, loop_dir: Path) -> dict[str, Stage]:
 
 
 def test_every_experiment_is_listed() -> None:
-    assert EXPERIMENTS == ["fig2_iterations", "table2_sampling_data", "table3_refine_data",
-                           "table4_sample_refine_models", "table5_all_train", "ttt"]
+    assert sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")) == sorted([*EXPERIMENTS, "cpu_learning"])
+
+
+def test_cpu_learning_trains_on_its_tasks_only_and_follows_held_out_ones(archive: Path, tmp_path: Path) -> None:
+    """Three seeds sharing iteration 0; 12 training tasks searched and trained on (pooled), 6 evaluation tasks
+    searched every iteration and never trained on; the embedded model at CPU scale with soar's data options."""
+    cfg = load("experiment=cpu_learning", f"base_search={archive}")
+    assert arms(cfg) == [["seed=0"], ["seed=1"], ["seed=2"]]
+    assert (cfg.model.name, cfg.finetune.name, cfg.data.split, cfg.data.limit) == (
+        "smollm2_135m", "cpu_tiny", "training", 12)
+    assert (cfg.finetune.data.refine_relabel, cfg.finetune.data.dedup_code) == (True, "normalised")
+    loop = tmp_path / "loop"
+    planned = stages(cfg, loop)
+    assert list(planned) == ["iter0/heldout", "iter0/train_both", "iter1/search", "iter1/heldout",
+                             "iter1/train_both", "iter2/search", "iter2/heldout"]
+    for i in range(3):
+        held = planned[f"iter{i}/heldout"].config["data"]
+        assert (held["split"], held["limit"]) == ("evaluation", 6)
+    for i in range(2):
+        archives = planned[f"iter{i}/train_both"].config["finetune"]["archives"]
+        assert archives == [str(loop / f"iter{j}" / "search") for j in range(i + 1)]  # pooled, never held out
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -119,3 +119,8 @@ def row_outputs(row: Mapping[str, Any], seen: dict[Any, CanonicalGrid] | None = 
             seen[key] = key if _canonical_already(key) else canonical(g)
         out.append(seen[key])
     return out
+
+
+def solved(row: Mapping[str, Any]) -> bool:
+    """An archived row whose program was right on every train and test pair (test outputs known)."""
+    return row["train_acc"] == 1.0 and bool(row["correct_test_input"]) and all(row["correct_test_input"])

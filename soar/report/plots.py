@@ -203,3 +203,28 @@ FIGURES = (  # file name, function, caption
 def make_figures(runs: list[Run], out: Path) -> list[tuple[str, str]]:
     """Write every figure the runs have data for into `out`; (file name, caption) of each written."""
     return [(name, caption) for name, fn, caption in FIGURES if fn(runs, out / name)]
+
+
+def seed_bands(agg: dict[str, list[dict[str, Any]]], n_tasks: dict[str, int], metrics: tuple[str, ...],
+               counts: tuple[str, ...], path: Path) -> bool:
+    """Several seeds of one loop: each metric against iteration, the mean over seeds with its min-max band, one
+    line per task set; `counts` (tasks solved) are drawn as fractions of the set's tasks."""
+    if not agg:
+        return False
+    fig = Figure(figsize=(3.4 * len(metrics), 3.4), layout="constrained")
+    for ax, key in zip(fig.subplots(1, len(metrics), squeeze=False)[0], metrics):
+        for k, (name, entries) in enumerate(agg.items()):
+            pts = [(e["iteration"], e[key]) for e in entries if e[key] is not None]
+            if not pts:
+                continue
+            scale = 1 / n_tasks[name] if key in counts else 1.0
+            xs = [x for x, _ in pts]
+            mean, lo, hi = ([v[s] * scale for _, v in pts] for s in ("mean", "min", "max"))
+            ax.fill_between(xs, lo, hi, color=color(k), alpha=0.2, linewidth=0)
+            ax.plot(xs, mean, marker=MARKERS[name], color=color(k), label=f"{name} ({n_tasks[name]} tasks)")
+        ax.set(title=key, xlabel="iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not key.startswith("distinct"):
+            _fraction_axis(ax)
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize=8)
+    return _save(fig, path)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from soar.archive import ProgramArchive, read_programs
+from soar.archive import ProgramArchive, read_programs, solved
 from soar.data import Task, load_split
 from soar.execution import Executor
 from soar.runs import SearchRun, ground_truth_allowed
@@ -27,11 +27,6 @@ from soar.scoring import score_program
 
 Example = tuple[Task, str]
 KEY = "search.fewshot_archives"
-
-
-def solved(row: Mapping[str, Any]) -> bool:
-    """An archived row whose program was right on every train and test pair (test outputs known)."""
-    return row["train_acc"] == 1.0 and bool(row["correct_test_input"]) and all(row["correct_test_input"])
 
 
 def archive_split(run_dir: Path) -> tuple[str, str, str | None]:
