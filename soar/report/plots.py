@@ -211,8 +211,9 @@ def seed_bands(agg: dict[str, list[dict[str, Any]]], n_tasks: dict[str, int], me
     line per task set; `counts` (tasks solved) are drawn as fractions of the set's tasks."""
     if not agg:
         return False
-    fig = Figure(figsize=(3.4 * len(metrics), 3.4), layout="constrained")
-    for ax, key in zip(fig.subplots(1, len(metrics), squeeze=False)[0], metrics):
+    cols = (len(metrics) + 1) // 2
+    fig = Figure(figsize=(3.6 * cols, 6.4), layout="constrained")
+    for ax, key in zip(fig.subplots(2, cols, squeeze=False).flat, metrics):
         for k, (name, entries) in enumerate(agg.items()):
             pts = [(e["iteration"], e[key]) for e in entries if e[key] is not None]
             if not pts:
@@ -222,9 +223,13 @@ def seed_bands(agg: dict[str, list[dict[str, Any]]], n_tasks: dict[str, int], me
             mean, lo, hi = ([v[s] * scale for _, v in pts] for s in ("mean", "min", "max"))
             ax.fill_between(xs, lo, hi, color=color(k), alpha=0.2, linewidth=0)
             ax.plot(xs, mean, marker=MARKERS[name], color=color(k), label=f"{name} ({n_tasks[name]} tasks)")
-        ax.set(title=key, xlabel="iteration")
+        ax.set(title=f"{key} (tasks solved)" if key in counts else key, xlabel="iteration")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if not key.startswith("distinct"):
+        if key in counts:  # few tasks solved: a 0-100% axis would hide them
+            ax.set_ylim(bottom=0)
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            ax.grid(alpha=0.3)
+        elif not key.startswith("distinct"):
             _fraction_axis(ax)
     fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize=8)
     return _save(fig, path)

@@ -107,10 +107,14 @@ def gains(runs: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return out
 
 
-def _cell(v: dict[str, float] | None) -> str:
+def _cell(key: str, v: dict[str, float] | None) -> str:
+    """mean [min, max]: tasks with two decimals when fractional, rates as percentages."""
     if v is None:
         return "-"
-    fmt = (lambda x: f"{x:.2f}") if any(x != int(x) for x in v.values()) else (lambda x: f"{x:.0f}")
+    def fmt(x: float) -> str:
+        if key in COUNTS:
+            return f"{x:.0f}" if all(y == int(y) for y in v.values()) else f"{x:.2f}"
+        return f"{x:.1f}" if key.startswith("distinct") else f"{x:.1%}"
     return fmt(v["mean"]) if v["min"] == v["max"] else f"{fmt(v['mean'])} [{fmt(v['min'])}, {fmt(v['max'])}]"
 
 
@@ -121,7 +125,7 @@ def markdown(agg: dict[str, list[dict[str, Any]]], n_tasks: dict[str, int]) -> s
     for name, entries in agg.items():
         for e in entries:
             lines.append("| " + " | ".join([f"{name} ({n_tasks[name]} tasks)", str(e["iteration"]),
-                                            str(e["n_seeds"]), *(_cell(e[k]) for k in METRICS)]) + " |")
+                                            str(e["n_seeds"]), *(_cell(k, e[k]) for k in METRICS)]) + " |")
     return "\n".join(lines)
 
 
