@@ -314,6 +314,13 @@ def test_refine_relabel_on_real_programs_and_without_ground_truth(executor, tmp_
     assert sorted(e.program_id for e in exs) == ["0/25ff71a9/r0", "0/3c9b0459/r0", "0/3c9b0459/r1", "0/6150a2bd/r0",
                                                  "0/6150a2bd/r1"]
     assert stats["refine"]["same_outputs"] == 1 and stats["refine"]["correct_children"] == 2
+    # a reformatted copy of a child is a near-duplicate: counted, and the same examples come out
+    copy = dict(next(r for r in table.to_pylist() if r["program_id"] == "0/6150a2bd/r0"))
+    copy.update(program_id="0/6150a2bd/copy", code=copy["code"].replace("grid", "g") + "  # same program")
+    doubled = pa.concat_tables([table, pa.Table.from_pylist([copy], schema=table.schema)])
+    deduped, dstats = build_examples(doubled, tasks, cfg(mode="refine", refine_relabel=True, dedup_code="normalised"))
+    assert dstats["refine"]["code_duplicates"] == 1 and sorted(e.program_id for e in deduped) == sorted(
+        e.program_id for e in exs)
     rows = {r["program_id"]: r for r in table.to_pylist()}
     for e in exs:
         child = rows[e.program_id]

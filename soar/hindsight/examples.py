@@ -206,7 +206,7 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
     kept_total = 0
     refine_stats: dict[str, Any] = {
         "children": 0, "correct_children": 0, "missing_parent": 0, "ambiguous_parent": 0, "excluded_parent_bin": 0,
-        "same_outputs": 0,
+        "same_outputs": 0, "code_duplicates": 0,
         "available_by_bin": {b: 0 for b in BINS}, "selected_by_bin": {b: 0 for b in BINS}}
     sample_stats = {"code_duplicates": 0, "greedy": 0, "diverse": 0}
     samples: list[Example] = []
@@ -254,7 +254,9 @@ def build_examples(archive: pa.Table, tasks: Mapping[str, Task], cfg: Mapping[st
             if not relabel_refine:
                 children = correct
             if c["dedup_code"]:
+                n_children = len(children)
                 children = dedup_by_code(children, c["dedup_code"] == "normalised")
+                refine_stats["code_duplicates"] += n_children - len(children)
             ids: dict[str, list[dict[str, Any]]] = {}
             for r in task_rows:
                 ids.setdefault(str(r["program_id"]), []).append(r)
