@@ -23,7 +23,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="finished search run dirs")
-    parser.add_argument("--set", nargs="*", default=[], help="train config overrides")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], help="train config overrides")
     args = parser.parse_args()
     archives = ",".join(str(r.resolve()) for r in args.runs)
     result = {}

@@ -326,6 +326,10 @@ def test_train_job_end_to_end_on_a_real_archive(tiny_model, tmp_path, executor):
     no_refinements = tiny_cfg(tiny_model, f"finetune.archives=[{search}]", "finetune.data.mode=refine")
     with pytest.raises(ValueError, match=r"mode=refine.*6 programs on 2 task\(s\).*\(0 of 0 children\)"):
         run_train(no_refinements, tmp_path / "empty")  # a clear error, before any model is loaded
+    relabelled = tiny_cfg(tiny_model, f"finetune.archives=[{search}]", "finetune.data.mode=refine",
+                          "finetune.data.refine_relabel=true")
+    with pytest.raises(ValueError, match=r"refine_relabel.*\(0 of 0 children reproduce them, 0 are code duplicates\)"):
+        run_train(relabelled, tmp_path / "empty_relabelled")  # in the terms of refinement relabelling
     cfg = tiny_cfg(tiny_model, f"finetune.archives=[{search}]", "finetune.epochs=1", "finetune.max_seq_len=1024",
                    "iteration=3", logger="wandb")
     run = tmp_path / "train"

@@ -78,8 +78,12 @@ def training_data(cfg: DictConfig, run_dir: Path) -> tuple[Sequence[ChatLike], d
 def no_examples_message(cfg: DictConfig, stats: dict[str, Any]) -> str:
     """Why hindsight gave nothing to train on, in the terms of the data config."""
     data, f, r = cfg.finetune.data, stats["filters"], stats["refine"]
+    refine = (f"refinement data (refine_relabel) needs refined children whose outputs differ from their parent's "
+              f"({r['same_outputs']} of {r['children']} children reproduce them, {r['code_duplicates']} are code "
+              "duplicates)" if data.get("refine_relabel") else
+              f"refinement data needs fully correct refined children ({r['correct_children']} of {r['children']} "
+              "children)")
     return (f"train: hindsight built no example from {list(cfg.finetune.archives)} (finetune.data.mode={data.mode}, "
             f"sample_selection={data.sample_selection}): {f['programs']} programs on {stats['tasks']} task(s) of "
-            f"data={cfg.data.name}/{cfg.data.split}, {f['kept']} passed the filters; refinement data needs fully "
-            f"correct refined children ({r['correct_children']} of {r['children']} children) and "
+            f"data={cfg.data.name}/{cfg.data.split}, {f['kept']} passed the filters; {refine} and "
             "sample_selection=correct needs correct programs. A weak model may need a larger search budget first.")
