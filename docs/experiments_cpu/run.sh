@@ -9,7 +9,7 @@ loop() { echo "== $(date +%T) soar.loop $*"; "$PY" -m soar.loop "$@"; }
 
 # iteration 0 shared by the arms that sample and refine with the base model (Tables 3, 4, 5, Fig. 2), with 32
 # refinements per task: at the preset's 8, all 19 refined children reproduced their parent's outputs and the
-# refinement-data arms had nothing to train on, even relabelled (32: 44 children, 4 examples)
+# refinement-data arms had nothing to train on, even relabelled (32: 57 children, 8 examples)
 loop experiment=table3_refine_data preset=cpu iterations=1 search.refine.budget=32 \
     hydra.run.dir="$OUT/base_sample_refine"
 BASE="$OUT/base_sample_refine/iter0/search"
