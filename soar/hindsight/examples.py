@@ -127,9 +127,7 @@ def refine_example(task: Task, child: Row, parent: Row, *, relabelled: bool = Fa
 
 def _same_outputs(parent: Row, child: Row) -> list[bool]:
     """Per input (train then test), whether the parent's output equals the child's (a failed output never does)."""
-    parent_outputs, child_outputs = output_key(parent), output_key(child)
-    assert isinstance(parent_outputs, tuple) and isinstance(child_outputs, tuple)
-    return [p is not None and p == c for p, c in zip(parent_outputs, child_outputs)]
+    return [p is not None and p == c for p, c in zip(output_key(parent), output_key(child))]
 
 
 def _relabelled_bin(parent: Row, child: Row, n_train: int) -> str:

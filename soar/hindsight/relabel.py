@@ -40,7 +40,7 @@ def relabel(task: Task, row: Mapping[str, Any]) -> Task:
     )
 
 
-def output_key(row: Mapping[str, Any]) -> Hashable:
+def output_key(row: Mapping[str, Any]) -> tuple[Hashable, ...]:
     """A hashable form of ALL the row's outputs: train then test, grids as tuples of tuples, NULL as None."""
     return tuple(
         None if g is None else tuple(map(tuple, g))  # archive cells are ints: equal and hashed as ints

@@ -61,9 +61,8 @@ def seed_of(loop: LoopRun) -> int:
     return int(cfg.seed)
 
 
-def read_loop(loop: LoopRun) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(rows, solved lines) of one loop: a row per finished search of each iteration and set."""
-    seed = seed_of(loop)
+def read_loop(loop: LoopRun, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, solved lines) of one loop run with `seed`: a row per finished search of each iteration and set."""
     rows: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
     for i in loop.iterations():
@@ -138,8 +137,9 @@ def summarize_seeds(paths: list[Path], out: Path) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     solved_lines: list[dict[str, Any]] = []
     for loop in loops:
-        rows, lines = read_loop(loop)
-        runs.append({"seed": seed_of(loop), "dir": str(loop.path), "rows": rows})
+        seed = seed_of(loop)
+        rows, lines = read_loop(loop, seed)
+        runs.append({"seed": seed, "dir": str(loop.path), "rows": rows})
         solved_lines += lines
     seeds = [r["seed"] for r in runs]
     if len(set(seeds)) != len(seeds):
