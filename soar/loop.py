@@ -128,6 +128,8 @@ def plan(cfg: DictConfig, loop_dir: Path, label: str) -> list[Stage]:
     for i in range(cfg.iterations):
         sampler, refiner = weights(i, "sample"), weights(i, "refine")
         model: dict[str, Any] = {"model.path": sampler, "model.lora": None} if sampler else {}
+        if sampler and not cfg.fewshot_finetuned:  # the prompt the finetune trained on (no example, spec §9)
+            model["search.use_fewshot"] = False
         if refiner != sampler and cfg.search.refine.budget > 0:
             model["search.refine.model"] = refiner or cfg.model.path
         searches: list[tuple[str, dict[str, Any]]] = [("search", {})] if i > 0 or cfg.base_search is None else []
@@ -178,8 +180,9 @@ def describe(stage: Stage) -> str:
     c = stage.config
     if stage.job == "search":
         refine = c["search"]["refine"].get("model")
+        shots = "" if c["search"]["use_fewshot"] else " (no few-shot)"
         return (f"{stage.run_dir}: search {c['data']['name']}/{c['data']['split']} limit={c['data']['limit']} "
-                f"sample={c['model']['path']} refine={refine or 'same'}")
+                f"sample={c['model']['path']}{shots} refine={refine or 'same'}")
     ft = c["finetune"]
     return (f"{stage.run_dir}: train {ft['base_model']} mode={ft['data']['mode']} "
             f"on {len(ft['archives'])} archive(s) {ft['archives']}")

@@ -114,3 +114,20 @@ def test_the_loop_gives_each_iteration_the_searches_before_it(tmp_path: Path) ->
     }
     # test-time training searches the evaluation split: its programs were chosen without ground truth
     assert all(v == [] for v in loop_searches(tmp_path, "data.split=evaluation", "ttt=true").values())
+
+
+def test_fewshot_finetuned_false_searches_finetuned_models_without_examples(tmp_path: Path) -> None:
+    """loop.fewshot_finetuned=false: a search whose sampler is a finetuned model uses the no-few-shot prompt it was
+    trained on; the base model's searches (iteration 0, or models.sample=base) keep their examples."""
+    def use_fewshot(*overrides: str) -> dict[str, bool]:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("loop", overrides=["iterations=3", "heldout.split=evaluation", *overrides])
+        loop = tmp_path / "loop"
+        return {str(s.run_dir.relative_to(loop)): s.config["search"]["use_fewshot"]
+                for s in plan(cfg, loop, "x") if s.job == "search"}
+
+    assert all(use_fewshot().values())  # the paper: few-shot prompting stays on for finetuned models
+    assert use_fewshot("fewshot_finetuned=false") == {
+        "iter0/search": True, "iter0/heldout": True, "iter1/search": False, "iter1/heldout": False,
+        "iter2/search": False, "iter2/heldout": False}
+    assert all(use_fewshot("fewshot_finetuned=false", "models.sample=base").values())

@@ -272,6 +272,25 @@ def test_other_weights_refine_after_the_sampling_engine_is_closed(tmp_path: Path
     assert out["n_programs_generated"] == 2 * 4 + 2 * 2  # both engines counted
 
 
+@pytest.mark.parametrize("use_fewshot", [True, False])
+def test_use_fewshot_false_gives_every_sampling_prompt_no_example(tmp_path: Path, monkeypatch,
+                                                                 use_fewshot: bool) -> None:
+    """search.use_fewshot=false (SOAR's --use_fewshot_example): no shipped example, and a solution the run finds
+    (ROTATE solves 6150a2bd) does not join a pool either; true shows one example in every sampling prompt."""
+    import soar.search.llm as llm
+    from soar.tracking import NullTracker
+
+    engine = ScriptedEngine(lambda _: ROTATE)
+    monkeypatch.setattr(llm, "build_engine", lambda model, sampling: engine)
+    base = OmegaConf.load(ROOT / "conf" / "execution" / "default.yaml")
+    cfg = OmegaConf.merge(config(sample={"budget": 4, "n": 2}, refine={"budget": 0}, use_fewshot=use_fewshot),
+                          {"data": {"split": "training"}, "model": {"name": "m", "engine": "hf", "path": "m"},
+                           "execution": OmegaConf.merge(base, {"workers": 1, "timeout_s": 0.5})})
+    llm.run_llm(cfg, SPLIT, TASKS, ProgramArchive(tmp_path / "a"), NullTracker())
+    shown = [p.count("Here is an example of an ARC-AGI task") for p in engine.prompts]
+    assert len(shown) == 2 * 2 and shown == [int(use_fewshot)] * 4
+
+
 def test_the_live_line_shows_rate_running_eta_and_solved(capsys: pytest.CaptureFixture) -> None:
     """What a user watches during a generate call: it changes with every engine step, not only between rounds."""
     from soar.search.progress import PhaseProgress

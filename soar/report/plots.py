@@ -223,7 +223,7 @@ def seed_bands(agg: dict[str, list[dict[str, Any]]], n_tasks: dict[str, int], me
             mean, lo, hi = ([v[s] * scale for _, v in pts] for s in ("mean", "min", "max"))
             ax.fill_between(xs, lo, hi, color=color(k), alpha=0.2, linewidth=0)
             ax.plot(xs, mean, marker=MARKERS[name], color=color(k), label=f"{name} ({n_tasks[name]} tasks)")
-        ax.set(title=f"{key} (tasks solved)" if key in counts else key, xlabel="iteration")
+        ax.set(title=f"{key} (share of tasks solved)" if key in counts else key, xlabel="iteration")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if key in counts:  # few tasks solved: a 0-100% axis would hide them
             ax.set_ylim(bottom=0)

@@ -8,6 +8,7 @@ What a search sees, in pool order:
    solved it (the paper: "from the previous generation"); iteration 0 gets none.
 2. The shipped examples (`search.fewshot`, ARC-AGI-1 training tasks), verified the same way, for tasks not in 1.
 3. On the training split, solutions the run finds, as it finds them (a resumed run starts with its own so far).
+With `search.use_fewshot: false` the pool stays empty: every prompt is the no-few-shot one (spec §2.3).
 Split rule: only tasks with ground truth give examples. An archive that searched a split other than `training`
 (evaluation, test-time training) is refused, and a search on such a split shows none of that split's tasks.
 """

@@ -58,10 +58,13 @@ def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], arc
     state.update(archive.read(["task_id", "kind", "train_acc", "correct_test_input"]).to_pylist())
 
     with Executor.from_config(ex) as executor:
-        fewshot = FewshotPool.build(Path(to_absolute_path(s.fewshot)),
-                                    [Path(to_absolute_path(d)) for d in s.get("fewshot_archives") or []], executor,
-                                    exclude=() if ground_truth_allowed(cfg.data.split) else set(split))
-        if use_test:  # a resumed run's own solutions so far, as an uninterrupted run would hold them
+        fewshot = FewshotPool([])
+        if s.use_fewshot:
+            fewshot = FewshotPool.build(Path(to_absolute_path(s.fewshot)),
+                                        [Path(to_absolute_path(d)) for d in s.get("fewshot_archives") or []],
+                                        executor, exclude=() if ground_truth_allowed(cfg.data.split) else set(split))
+        grows = use_test and s.use_fewshot  # on the training split, solutions found join the pool (spec §2.3)
+        if grows:  # a resumed run's own solutions so far, as an uninterrupted run would hold them
             fewshot.add_solved(archive.read(["task_id", "code", "train_acc", "correct_test_input"]).to_pylist(), tasks)
         sampling = Sampling(temperature=s.temperature, min_p=s.min_p,
                             seed=engine_seed(cfg.seed, cfg.iteration, "sample"))
@@ -71,7 +74,7 @@ def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], arc
         def on_rows(kind: str, rows: list[dict[str, Any]]) -> None:
             state.update(rows)
             tracker.log({**state.curve_point(), "search/phase": 0 if kind == "sample" else 1})
-            if use_test:  # on the training split, solutions found now become few-shot examples (spec §2.3)
+            if grows:
                 fewshot.add_solved(rows, tasks)
 
         evaluator.listeners.append(on_rows)

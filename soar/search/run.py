@@ -64,6 +64,8 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"search.answer_prefix={cfg.search.answer_prefix!r}: must be a string or null")
     if cfg.search.refine.islands < 1:
         raise ValueError(f"search.refine.islands={cfg.search.refine.islands}: must be >= 1")
+    if not isinstance(cfg.search.get("use_fewshot"), bool):
+        raise ValueError(f"search.use_fewshot={cfg.search.get('use_fewshot')!r}: must be true or false")
     archives = cfg.search.get("fewshot_archives", [])
     if not isinstance(archives, (list, ListConfig)) or not all(isinstance(d, str) for d in archives):
         raise ValueError(f"search.fewshot_archives={archives!r}: must be a list of search run dirs")
