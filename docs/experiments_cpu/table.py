@@ -42,10 +42,8 @@ def minutes(loop: Path) -> float:
 
 def row(label: str, loop: Path) -> str:
     summary = json.loads((loop / "summary.json").read_text())
-    rows = summary["heldout"] if "heldout" in summary and len(summary["heldout"]) > len(summary["search"]) \
-        else summary["search"]
-    first, last = rows[0], rows[-1]
-    kind = "heldout" if rows is summary.get("heldout") else "search"
+    kind = "heldout" if len(summary.get("heldout", [])) > len(summary["search"]) else "search"
+    first, last = summary[kind][0], summary[kind][-1]
     n_tasks = json.loads((loop / f"iter{last['iteration']}" / kind / "metrics.json").read_text())["n_tasks"]
     trained = {m.parent.name.removeprefix("train_"): json.loads(m.read_text())["n_train"]
                for m in sorted(loop.glob("iter0/train_*/metrics.json"))}
@@ -68,8 +66,8 @@ def main(out: Path) -> None:
         for label, loop in arms(out, name):
             if (loop / "summary.json").exists():
                 print(row(label, loop))
-            elif loop.exists():  # e.g. Table 2's `correct` arm when iteration 0 solved no task
-                print(f"| {label} | 0 | stopped: no training example | – | – | – | – | – |")
+            elif loop.exists():  # e.g. Table 2's `correct` arm when iteration 0 solved no task (its train.log says)
+                print(f"| {label} | – | no summary: stopped or still running | – | – | – | – | – |")
 
 
 if __name__ == "__main__":

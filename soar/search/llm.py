@@ -58,11 +58,10 @@ def run_llm(cfg: DictConfig, split: dict[str, Task], tasks: dict[str, Task], arc
     state.update(archive.read(["task_id", "kind", "train_acc", "correct_test_input"]).to_pylist())
 
     with Executor.from_config(ex) as executor:
-        fewshot = FewshotPool([])
-        if s.use_fewshot:
-            fewshot = FewshotPool.build(Path(to_absolute_path(s.fewshot)),
-                                        [Path(to_absolute_path(d)) for d in s.get("fewshot_archives") or []],
-                                        executor, exclude=() if ground_truth_allowed(cfg.data.split) else set(split))
+        fewshot = FewshotPool.build(Path(to_absolute_path(s.fewshot)),
+                                    [Path(to_absolute_path(d)) for d in s.get("fewshot_archives") or []], executor,
+                                    exclude=() if ground_truth_allowed(cfg.data.split) else set(split)) \
+            if s.use_fewshot else FewshotPool([])
         grows = use_test and s.use_fewshot  # on the training split, solutions found join the pool (spec §2.3)
         if grows:  # a resumed run's own solutions so far, as an uninterrupted run would hold them
             fewshot.add_solved(archive.read(["task_id", "code", "train_acc", "correct_test_input"]).to_pylist(), tasks)

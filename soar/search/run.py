@@ -58,14 +58,13 @@ def check_config(cfg: DictConfig) -> None:
                 raise ValueError(f"search.{phase}.{key}={cfg.search[phase][key]}: must be positive")
     if cfg.model.engine in LLM_ENGINES:
         check_dtype(cfg.model.dtype)
-    if not isinstance(cfg.search.get("stop_at_code"), bool):
-        raise ValueError(f"search.stop_at_code={cfg.search.get('stop_at_code')!r}: must be true or false")
+    for key in ("stop_at_code", "use_fewshot"):
+        if not isinstance(cfg.search.get(key), bool):
+            raise ValueError(f"search.{key}={cfg.search.get(key)!r}: must be true or false")
     if not isinstance(cfg.search.get("answer_prefix", ""), (str, type(None))):
         raise ValueError(f"search.answer_prefix={cfg.search.answer_prefix!r}: must be a string or null")
     if cfg.search.refine.islands < 1:
         raise ValueError(f"search.refine.islands={cfg.search.refine.islands}: must be >= 1")
-    if not isinstance(cfg.search.get("use_fewshot"), bool):
-        raise ValueError(f"search.use_fewshot={cfg.search.get('use_fewshot')!r}: must be true or false")
     archives = cfg.search.get("fewshot_archives", [])
     if not isinstance(archives, (list, ListConfig)) or not all(isinstance(d, str) for d in archives):
         raise ValueError(f"search.fewshot_archives={archives!r}: must be a list of search run dirs")
